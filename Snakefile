@@ -1,0 +1,26 @@
+# nanoforge: TEM images and synthesis recipes of colloidal nanocrystals ->
+# particle measurements, shape clusters and synthesis models.
+# This file only sets the configuration, validates it and includes the stages.
+
+import sys
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from nanoforge.config import validate_config  # noqa: E402
+
+configfile: "config.yaml"
+
+config.update(validate_config(config))
+
+report: "workflow/report/workflow.rst"
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/recipes.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        TARGETS,

@@ -1,0 +1,85 @@
+"""Shared fixtures: the real data folder, a temporary Snakemake working directory on the
+tiny test config, and a helper to run Snakemake there."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("NANOFORGE_SHARED_DATA", REPO.parent / "shared" / "data"))
+TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+# The recipe inputs of the tiny config, copied from the shared data folder.
+RECIPE_FILES = [
+    "raw_recipe_dataset.xlsx",
+    "chemical_abbreviations.xlsx",
+    "recipes_processed.csv",
+    "shapes_list.txt",
+]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"real data folder not found: {SHARED_DATA} (set NANOFORGE_SHARED_DATA)")
+    return SHARED_DATA
+
+
+def copy_inputs(shared: Path, workdir: Path) -> None:
+    dest = workdir / "resources" / "recipes"
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in RECIPE_FILES:
+        shutil.copyfile(shared / "recipes" / name, dest / name)
+
+
+def write_config(workdir: Path, overrides: dict | None = None) -> Path:
+    with open(TINY_CONFIG) as fh:
+        cfg = yaml.safe_load(fh)
+    _merge(cfg, overrides or {})
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _merge(base: dict, extra: dict) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+@pytest.fixture
+def workdir(tmp_path, shared_data) -> Path:
+    """A Snakemake working directory with the tiny config and its inputs in place."""
+    copy_inputs(shared_data, tmp_path)
+    write_config(tmp_path)
+    return tmp_path
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 900):
+    """Run the project's Snakefile in ``workdir``; returns the CompletedProcess."""
+    cmd = [
+        SNAKEMAKE,
+        "-s", str(REPO / "Snakefile"),
+        "-d", str(workdir),
+        "--configfile", str(workdir / "config.yaml"),
+        "--cores", "2",
+        *args,
+    ]
+    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}): {' '.join(cmd)}\n"
+            f"--- stdout ---\n{proc.stdout[-5000:]}\n--- stderr ---\n{proc.stderr[-8000:]}"
+        )
+    return proc

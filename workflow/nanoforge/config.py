@@ -1,0 +1,91 @@
+"""Configuration: load, fill defaults from the JSON schema, validate with clear messages."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the offending key."""
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def _fill_defaults(schema: dict, instance: Any) -> None:
+    """Insert schema defaults for missing keys, recursively (in place)."""
+    if not isinstance(instance, dict) or schema.get("type") != "object":
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(sub, instance[key])
+            if sub.get("type") == "array" and isinstance(instance[key], list):
+                for item in instance[key]:
+                    _fill_defaults(sub.get("items", {}), item)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(extra, value)
+
+
+def _key_path(path) -> str:
+    parts = []
+    for p in path:
+        parts.append(f"[{p}]" if isinstance(p, int) else ("." if parts else "") + str(p))
+    return "".join(parts) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = set(error.schema.get("properties", {}))
+        unknown = sorted(k for k in error.instance if k not in allowed)
+        prefix = "" if where == "<top level>" else where + "."
+        names = ", ".join(f"'{prefix}{k}'" for k in unknown)
+        return f"unknown config key {names} (allowed here: {', '.join(sorted(allowed))})"
+    if error.validator == "required":
+        return f"config key '{where}': {error.message}"
+    return f"config key '{where}': {error.message}"
+
+
+def validate_config(config: dict, schema: dict | None = None) -> dict:
+    """Return a validated copy of ``config`` with defaults filled in.
+
+    Raises ConfigError listing every problem, each naming its key.
+    """
+    schema = schema if schema is not None else load_schema()
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise ConfigError("the configuration must be a mapping of keys to values")
+    filled = copy.deepcopy(config)
+    _fill_defaults(schema, filled)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(filled), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n  - ".join(_describe(e) for e in errors)
+        raise ConfigError(f"invalid configuration:\n  - {lines}")
+    return filled
+
+
+def load_config(path: str | Path) -> dict:
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    return validate_config(raw)
