@@ -1,0 +1,135 @@
+# TEM images: dataset folders into resources/, ingestion with calibration, ground truth split
+# by image, and synthetic images with exact ground truth.
+
+TEM = "results/tem"
+TEM_DATASETS = config["tem"]["datasets"]
+TEM_GT_DATASETS = [n for n, d in TEM_DATASETS.items() if d.get("ground_truth")]
+SIM_SPLITS = [s for s, n in config["simulate"]["splits"].items() if n > 0]
+
+
+def tem_dataset_dir(name):
+    return TEM_DATASETS[name].get("path") or f"resources/tem/{name}"
+
+
+rule mirror_tem_dataset:
+    output:
+        directory("resources/tem/{dataset}"),
+    log:
+        f"{LOGS}/mirror_tem_dataset/{{dataset}}.log",
+    params:
+        spec=lambda wc: TEM_DATASETS[wc.dataset],
+        mirrors=config["download"]["mirrors"],
+    wildcard_constraints:
+        dataset="|".join(re.escape(n) for n in TEM_DATASETS) or "^$",
+    resources:
+        mem_mb=500,
+        runtime=10,
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/mirror_tem_dataset.py"
+
+
+rule ingest_tem:
+    input:
+        datasets=[tem_dataset_dir(n) for n in TEM_DATASETS],
+        sidecar=config["tem"]["sidecar"]["files"],
+    output:
+        images=f"{TEM}/images.parquet",
+        rejected=f"{TEM}/rejected_images.parquet",
+        pngs=directory(f"{TEM}/images"),
+    log:
+        f"{LOGS}/ingest_tem.log",
+    params:
+        datasets=TEM_DATASETS,
+        tem=config["tem"],
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/tem.yaml"
+    script:
+        "../scripts/ingest_tem.py"
+
+
+rule tem_groundtruth:
+    input:
+        images=f"{TEM}/images.parquet",
+        dataset=lambda wc: tem_dataset_dir(wc.dataset),
+    output:
+        all=f"{TEM}/groundtruth/{{dataset}}.json",
+        train=f"{TEM}/groundtruth/{{dataset}}_train.json",
+        holdout=f"{TEM}/groundtruth/{{dataset}}_holdout.json",
+    log:
+        f"{LOGS}/tem_groundtruth/{{dataset}}.log",
+    params:
+        spec=lambda wc: TEM_DATASETS[wc.dataset],
+        seed=config["seed"],
+        images_root=lambda wc, input: str(Path(input.images).parent / "images"),
+    wildcard_constraints:
+        dataset="|".join(re.escape(n) for n in TEM_GT_DATASETS) or "^$",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/tem.yaml"
+    script:
+        "../scripts/tem_groundtruth.py"
+
+
+rule simulate_tem:
+    output:
+        annotations=f"{TEM}/synthetic/{{split}}/annotations.json",
+        images=f"{TEM}/synthetic/{{split}}/images.parquet",
+        pngs=directory(f"{TEM}/synthetic/{{split}}/images"),
+    log:
+        f"{LOGS}/simulate_tem/{{split}}.log",
+    benchmark:
+        f"{BENCHMARKS}/simulate_tem/{{split}}.tsv"
+    params:
+        n=lambda wc: config["simulate"]["splits"][wc.split],
+        simulate=config["simulate"],
+        seed=config["seed"],
+    wildcard_constraints:
+        split="|".join(re.escape(s) for s in SIM_SPLITS) or "^$",
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    conda:
+        "../../envs/tem.yaml"
+    script:
+        "../scripts/simulate_tem.py"
+
+
+rule simulate_figure:
+    input:
+        images=f"{TEM}/images.parquet",
+    output:
+        report(
+            f"{TEM}/synthetic/real_vs_synthetic.png",
+            caption="../report/real_vs_synthetic.rst",
+            category="TEM",
+            subcategory="Synthetic images",
+        ),
+    log:
+        f"{LOGS}/simulate_figure.log",
+    params:
+        real=config["simulate"]["figure_real_images"],
+        seed=config["seed"],
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/tem.yaml"
+    script:
+        "../scripts/simulate_figure.py"
+
+
+TARGETS += [
+    f"{TEM}/images.parquet",
+    f"{TEM}/rejected_images.parquet",
+    *expand(f"{TEM}/groundtruth/{{dataset}}.json", dataset=TEM_GT_DATASETS),
+    *expand(f"{TEM}/synthetic/{{split}}/annotations.json", split=SIM_SPLITS),
+    f"{TEM}/synthetic/real_vs_synthetic.png",
+]

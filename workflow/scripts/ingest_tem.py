@@ -1,0 +1,21 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import _nanoforge_path  # noqa: E402,F401
+from nanoforge.tem.ingest import ingest  # noqa: E402
+
+tem = snakemake.params.tem
+images, rejected = ingest(
+    snakemake.params.datasets,
+    snakemake.output.pngs,
+    sidecar=tem["sidecar"],
+    stack=tem["stack"],
+    low_pct=tem["normalise"]["low_pct"],
+    high_pct=tem["normalise"]["high_pct"],
+    min_size_px=tem["min_size_px"],
+    plausible_nm_per_px=tuple(tem["plausible_nm_per_px"]),
+)
+images.write_parquet(snakemake.output.images)
+rejected.write_parquet(snakemake.output.rejected)
+print(f"{images.height} images ingested, {rejected.height} files rejected", file=sys.stderr)

@@ -1,0 +1,24 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import _nanoforge_path  # noqa: E402,F401
+from pathlib import Path  # noqa: E402
+
+from nanoforge.tem import coco  # noqa: E402
+from nanoforge.tem.ingest import images_table_for_coco  # noqa: E402
+from nanoforge.tem.simulate import simulate_split  # noqa: E402
+
+split = snakemake.wildcards.split
+cfg = {k: v for k, v in snakemake.params.simulate.items() if k not in ("splits", "figure_real_images")}
+doc = simulate_split(
+    Path(snakemake.output.pngs).parent,
+    split,
+    snakemake.params.n,
+    snakemake.params.seed,
+    cfg,
+    workers=snakemake.threads,
+    log=sys.stderr,
+)
+coco.write_coco(doc, snakemake.output.annotations)
+images_table_for_coco(doc, snakemake.output.pngs, f"synthetic_{split}").write_parquet(snakemake.output.images)
