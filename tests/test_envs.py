@@ -5,6 +5,7 @@ version, in requirements.txt (the one pip venv that runs everything here)."""
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata as md
 import re
 import sys
@@ -112,8 +113,13 @@ def imported_modules(path: Path, seen: set[Path] | None = None) -> set[str]:
     return mods
 
 
+@functools.lru_cache(maxsize=1)
+def _module_to_distributions() -> dict[str, list[str]]:
+    return md.packages_distributions()
+
+
 def distributions_of(module: str) -> set[str]:
-    return {norm(d) for d in md.packages_distributions().get(module, [])}
+    return {norm(d) for d in _module_to_distributions().get(module, [])}
 
 
 LOCAL = {"_nanoforge_path", "snakemake"}
