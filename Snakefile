@@ -18,6 +18,11 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/recipes.smk"
+include: "workflow/rules/synthesis.smk"
+include: "workflow/rules/tem.smk"
+include: "workflow/rules/segmentation.smk"
+include: "workflow/rules/shapes.smk"
+include: "workflow/rules/detector.smk"
 
 
 rule all:

@@ -1,0 +1,301 @@
+"""The evaluation harness: metrics, the protocols' fold logic (the paper's folds recomputed
+from the data, G's families and U's products kept apart), and that no validation row
+reaches any fitted filter, scaler or model, including the fits of model selection."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.pipeline import Pipeline
+
+from nanoforge.chemicals import DEFAULT_PATH, ChemicalTable
+from nanoforge.features.recipe import RecipeFeaturizer
+from nanoforge.features.select import FeatureFilter
+from nanoforge.synthesis import compare, metrics, models
+from nanoforge.synthesis.evaluate import HarnessError, evaluate_run
+from nanoforge.synthesis.protocols import (
+    ProtocolError,
+    ProtocolSettings,
+    inner_split,
+    make_splits,
+    paper_folds,
+    solid_mask,
+)
+
+# --- metrics ----------------------------------------------------------------------------
+
+
+def test_size_metrics_by_hand():
+    m = metrics.size_metrics([1.0, 2.0, 3.0], [2.0, 2.0, 5.0])
+    assert m["mae_nm"] == pytest.approx(1.0)
+    assert m["mse_nm2"] == pytest.approx(5 / 3)
+    assert m["rmse_nm"] == pytest.approx(math.sqrt(5 / 3))
+    assert m["mape_pct"] == pytest.approx(100 * (1 + 0 + 2 / 3) / 3)
+    assert m["r2"] == pytest.approx(1 - 5 / 2)
+
+
+def test_shape_metrics_by_hand():
+    m = metrics.shape_metrics(["a", "a", "b", "c"], ["a", "b", "b", "c"])
+    assert m["accuracy"] == 0.75
+    # F1: a = 2/3 (p 1, r 1/2), b = 2/3 (p 1/2, r 1), c = 1
+    assert m["f1_macro"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
+    assert m["f1_weighted"] == pytest.approx((2 * 2 / 3 + 1 * 2 / 3 + 1 * 1) / 4)
+
+
+def test_summarize_mean_and_std_over_folds():
+    per = pl.DataFrame({"fold": ["0", "1"], "n_val": [3, 5], "mae_nm": [1.0, 3.0], "mse_nm2": [1.0, 1.0],
+                        "rmse_nm": [1.0, 1.0], "mape_pct": [10.0, 30.0], "r2": [0.5, 0.7]})
+    out = metrics.summarize(per, "size")
+    mean = out.filter(pl.col("fold") == "mean").row(0, named=True)
+    std = out.filter(pl.col("fold") == "std").row(0, named=True)
+    assert mean["mae_nm"] == 2.0 and std["mae_nm"] == 1.0 and mean["r2"] == pytest.approx(0.6)
+    assert mean["n_val"] is None and out.height == 4
+
+
+# --- protocols on the real data ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_keys(tmp_path_factory, shared_data) -> pl.DataFrame:
+    """Key columns (no features) of the paper's processed CSV, through the project's ingestion."""
+    from nanoforge.recipes import ingest
+
+    tmp = tmp_path_factory.mktemp("keys")
+    for name in ("recipes_processed.csv", "chemical_abbreviations.xlsx", "shapes_list.txt"):
+        shutil.copyfile(shared_data / "recipes" / name, tmp / name)
+    result = ingest([{"name": "processed_csv", "path": str(tmp / "recipes_processed.csv"), "format": "csv"}],
+                    tmp / "chemical_abbreviations.xlsx", tmp / "shapes_list.txt")
+    result.write(tmp / "recipes.parquet", tmp / "rejected.parquet")
+    recipes = pl.read_parquet(tmp / "recipes.parquet")
+    return RecipeFeaturizer(ChemicalTable.read(DEFAULT_PATH), blocks=()).fit_transform(recipes)
+
+
+def test_paper_folds_are_recomputed_exactly(real_keys, shared_data):
+    s = ProtocolSettings()
+    folds = paper_folds(real_keys, s)
+    assert (folds >= 0).sum() == 617 and solid_mask(real_keys, s).sum() == 617
+    given = pl.read_csv(shared_data / "recipes" / "paper_folds.csv")
+    table = dict(zip(given["ID"].to_list(), given["fold"].to_list()))
+    ours = dict(zip(real_keys["paper_id"].to_list(), folds.tolist()))
+    for pid, f in table.items():
+        if f >= 0:
+            assert ours[pid] == f, pid
+    # the given table gives the same folds, and is checked against the data
+    s_table = ProtocolSettings(fold_table=table)
+    assert np.array_equal(paper_folds(real_keys, s_table), folds)
+    with pytest.raises(ProtocolError, match="not in the recipe table"):
+        paper_folds(real_keys, ProtocolSettings(fold_table={**table, 999999: 2}))
+
+
+def test_paper_predictions_file_matches_fold_order(real_keys, shared_data):
+    """Concatenating folds 0..4 (rows in file order) gives the paper's own prediction file."""
+    pred = pl.read_csv(shared_data / "recipes" / "paper_size_predictions.csv")
+    folds = paper_folds(real_keys, ProtocolSettings())
+    order = np.argsort(real_keys["source_row"].to_numpy(), kind="stable")
+    sizes = [real_keys["size_nm"][int(i)] for k in range(5) for i in order if folds[i] == k]
+    assert np.allclose(sizes, pred["true"].to_numpy(), atol=0.01)
+
+
+def test_protocol_splits_keep_rows_apart(real_keys):
+    s = ProtocolSettings()
+    family = real_keys["family"].to_numpy()
+    product = real_keys["product"].to_numpy()
+    size = real_keys["size_nm"].to_numpy()
+    seen = []
+    for sp in make_splits(real_keys, "P", s):
+        assert not np.intersect1d(sp.train, sp.val).size
+        assert (size[sp.train] <= 20).all()
+        assert sp.train.size + sp.val.size == (size <= 20).sum()  # everything else trains
+        seen += sp.val.tolist()
+    assert sorted(seen) == sorted(np.flatnonzero(solid_mask(real_keys, s)).tolist())
+    seen = []
+    for sp in make_splits(real_keys, "G", s):
+        assert not set(family[sp.train]) & set(family[sp.val])
+        seen += sp.val.tolist()
+    assert sorted(seen) == sorted(np.flatnonzero(solid_mask(real_keys, s)).tolist())
+    splits = make_splits(real_keys, "U", s)
+    assert [sp.name for sp in splits] == ["PbSe", "Ag2S", "Ni", "Cs2NaBiCl6"]
+    for sp in splits:
+        assert (product[sp.val] == sp.name).all() and (size[sp.val] <= 20).all()
+        assert sp.name not in set(product[sp.train])
+        assert sp.val.size == ((product == sp.name) & (size <= 20)).sum()
+    with pytest.raises(ProtocolError, match="not in the recipe table"):
+        make_splits(real_keys, "U", ProtocolSettings(products=("Kryptonite",)))
+    # shape trains on every size (no limit), as the paper's classifier does
+    shape = make_splits(real_keys, "P", ProtocolSettings(train_max_size_nm=None))
+    assert (size[shape[0].train] > 20).any()
+
+
+def test_inner_split_mirrors_the_protocol(real_keys):
+    s = ProtocolSettings()
+    family = real_keys["family"].to_numpy()
+    product = real_keys["product"].to_numpy()
+    for protocol in ("P", "G", "U"):
+        sp = make_splits(real_keys, protocol, s)[0]
+        itr, iva = inner_split(real_keys, sp.train, protocol, s, 0.2, seed=1)
+        assert set(itr) <= set(sp.train) and set(iva) <= set(sp.train)
+        assert not set(itr) & set(iva) and not set(iva) & set(sp.val)
+        if protocol == "G":
+            assert not set(family[itr]) & set(family[iva])
+        if protocol == "U":
+            assert not set(product[itr]) & set(product[iva])
+        if protocol in ("P", "G"):
+            assert solid_mask(real_keys, s)[iva].all()
+
+
+# --- no validation row in any fitted object ---------------------------------------------
+
+FITS: list[dict] = []
+
+
+class RecordingFilter(FeatureFilter):
+    def fit(self, X, y=None):
+        FITS.append({"what": "filter", "rows": set(np.asarray(X)[:, 0].astype(int))})
+        return super().fit(X, y)
+
+
+class RecordingModel(BaseEstimator):
+    def __init__(self, task="size", **params):
+        self.task = task
+        self.params = params
+
+    def fit(self, X, y, sample_weight=None):
+        # X went through the filter: column 0 is still test__rowid (never constant)
+        FITS.append({"what": "model", "rows": set(np.asarray(X)[:, 0].astype(int)),
+                     "weighted": sample_weight is not None})
+        self.value_ = np.mean(y) if self.task == "size" else max(set(y), key=list(y).count)
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.value_, dtype=float if self.task == "size" else object)
+
+
+class _Reg(RecordingModel, RegressorMixin):
+    pass
+
+
+class _Clf(RecordingModel, ClassifierMixin):
+    pass
+
+
+def _synthetic_design(n=400, seed=0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    products = rng.choice(["PbSe", "CdSe-1", "Au", "Ni", "InP", "Ag2S"], n)
+    fam = [f"{p}|chem{rng.integers(0, 6)}" for p in products]
+    return pl.DataFrame({
+        "recipe_id": [f"t:{i}" for i in range(n)], "source": "t", "source_row": np.arange(2, n + 2),
+        "paper_id": np.arange(1, n + 1), "product": products, "family": fam,
+        "size_nm": rng.uniform(1, 30, n), "shape": rng.choice(["sphere", "cube", "rod"], n),
+        "n_counted": rng.choice([50, 500], n),
+        "test__rowid": np.arange(n).astype(float), "test__x": rng.normal(size=n),
+    })
+
+
+def _cfg(grid):
+    return {
+        "validation": {"min_counted": 300, "max_size_nm": 20},
+        "train_max_size_nm": {"size": 20, "shape": None},
+        "protocols": {"P": {"kfold_seed": 0}, "G": {"n_splits": 5}, "U": {"products": ["Ni", "Au"]}},
+        "inner": {"fraction": 0.2}, "featurize": {"min_count": 1},
+        "feature_sets": {"t": ["test"]},
+        "models": {"rec": {"params": {}, "grid": grid}},
+        "runs": [],
+    }
+
+
+@pytest.mark.parametrize("protocol", ["P", "G", "U"])
+@pytest.mark.parametrize("task", ["size", "shape"])
+def test_no_validation_row_in_any_fit(protocol, task):
+    design = _synthetic_design()
+    cfg = _cfg({"a": [1, 2, 3], "family_weight_power": [0.5]})
+    run = {"name": "r", "task": task, "model": "rec", "features": "t", "with_size": task == "shape"}
+
+    def make(params, names):
+        est = _Reg(task, **params) if task == "size" else _Clf(task, **params)
+        return Pipeline([("filter", RecordingFilter(names, min_count=1)), ("model", est)])
+
+    FITS.clear()
+    result = evaluate_run(design, cfg, run, protocol, make_pipeline=make)
+    settings = ProtocolSettings.from_config(cfg, task)
+    splits = make_splits(design, protocol, settings)
+    per_split = 2 * (3 + 1)  # filter + model, for 3 candidates on the inner split and 1 refit
+    assert len(FITS) == per_split * len(splits)
+    for k, sp in enumerate(splits):
+        val = set(sp.val.tolist())
+        fits = FITS[k * per_split:(k + 1) * per_split]
+        for fit in fits:
+            assert not fit["rows"] & val, f"split {sp.name}: a validation row was fitted"
+            assert fit["rows"] <= set(sp.train.tolist())
+        assert fits[-1]["rows"] == set(sp.train.tolist())  # the refit uses all training rows
+        assert all(f["weighted"] for f in fits if f["what"] == "model")
+    preds = result.predictions
+    assert preds.height == sum(sp.val.size for sp in splits)
+    assert set(preds["fold"]) == {sp.name for sp in splits}
+    assert result.metrics.filter(pl.col("fold") == "mean").height == 1
+    if task == "shape":
+        assert {"shape_true", "shape_pred"} <= set(preds.columns)
+
+
+def test_real_pipeline_fits_filter_on_training_rows_only():
+    design = _synthetic_design()
+    cfg = _cfg({})
+    cfg["models"] = {"et": {"params": {"n_estimators": 5, "log_target": True}, "grid": {"max_features": [0.5, 1.0]}}}
+    run = {"name": "r", "task": "size", "model": "et", "features": "t"}
+    res = evaluate_run(design, cfg, run, "P")
+    mean = res.metrics.filter(pl.col("fold") == "mean").row(0, named=True)
+    assert mean["mae_nm"] > 0 and np.isfinite(mean["r2"])
+    assert (res.predictions["size_pred_nm"] > 0).all()  # exp of a log-target model
+    rows = res.metrics.filter(~pl.col("fold").is_in(["mean", "std"]))
+    assert rows["params"].str.contains("max_features").all()
+
+
+def test_harness_errors_name_the_key():
+    design = _synthetic_design()
+    cfg = _cfg({})
+    with pytest.raises(HarnessError, match="model 'nope'"):
+        evaluate_run(design, cfg, {"name": "r", "task": "size", "model": "nope", "features": "t"}, "P")
+    with pytest.raises(HarnessError, match="feature set 'zz'"):
+        evaluate_run(design, cfg, {"name": "r", "task": "size", "model": "rec", "features": "zz"}, "P")
+    cfg["feature_sets"]["u"] = ["uni"]
+    with pytest.raises(HarnessError, match="not in the feature table"):
+        evaluate_run(design, cfg, {"name": "r", "task": "size", "model": "rec", "features": "u"}, "P")
+
+
+# --- models and comparison --------------------------------------------------------------
+
+
+def test_candidates_and_weights():
+    c = models.candidates({"params": {"n_estimators": 5}, "grid": {"a": [1, 2], "b": [3]}})
+    assert c == [{"n_estimators": 5, "a": 1, "b": 3}, {"n_estimators": 5, "a": 2, "b": 3}]
+    assert models.candidates({"params": {"x": 1}}) == [{"x": 1}]
+    w = models.family_weights(["a", "a", "a", "a", "b"], 1.0)
+    assert w[0] * 4 == pytest.approx(w[4]) and w.mean() == pytest.approx(1)
+    assert models.fit_params({"family_weight_power": 0}, ["a"]) == {}
+
+
+def test_vote_builds_members():
+    cfgs = {"et": {"params": {"n_estimators": 3}}, "rf": {"params": {"n_estimators": 4}},
+            "vote": {"params": {"members": ["et", "rf"], "rf__max_depth": 2}}}
+    pipe = models.build_pipeline("vote", "size", cfgs["vote"]["params"], ["a__x"], models=cfgs)
+    members = dict(pipe.named_steps["model"].estimators)
+    assert members["et"].n_estimators == 3 and members["rf"].max_depth == 2
+    with pytest.raises(models.ModelConfigError, match="member"):
+        models.build_pipeline("vote", "size", {"members": ["zz"]}, ["a__x"], models=cfgs)
+
+
+def test_comparison_table_lists_runs_and_anchors():
+    size = metrics.summarize(pl.DataFrame({"fold": ["0", "1"], "mae_nm": [1.4, 1.5], "mse_nm2": [4.0, 4.0],
+                                           "rmse_nm": [2.0, 2.0], "mape_pct": [20.0, 20.0], "r2": [0.7, 0.72]}), "size")
+    size = size.with_columns(pl.lit("P").alias("protocol"), pl.lit("size_et").alias("run"), pl.lit("size").alias("task"),
+                             pl.lit("et").alias("model"), pl.lit("chem").alias("features"), pl.lit(False).alias("with_size"))
+    table = compare.comparison_table([size])
+    ours = table.filter(pl.col("source") == "this workflow").row(0, named=True)
+    assert ours["mae_nm"] == pytest.approx(1.45) and ours["n_splits"] == 2
+    assert table.filter(pl.col("entry") == "paper random forest")["mae_nm"][0] == 1.631
+    text = compare.format_text(table)
+    assert "size_et (et on chem)" in text and "paper transformer" in text

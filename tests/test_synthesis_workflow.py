@@ -1,0 +1,109 @@
+"""The synthesis stage end to end on the tiny config: recipes -> features (with the Uni-Mol
+block, copied from a mirror folder) -> runs under P, G and U -> predictions, metrics,
+figures, the comparison table in the Snakemake report, and the benchmark command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from conftest import REPO, run_snakemake, write_config
+
+pytestmark = pytest.mark.workflow
+
+SYN = "results/synthesis"
+
+
+@pytest.fixture(scope="module")
+def synthesis_run(tmp_path_factory, shared_data):
+    from conftest import copy_inputs
+
+    wd = tmp_path_factory.mktemp("synthesis")
+    copy_inputs(shared_data, wd)
+    write_config(wd, {
+        "download": {"mirrors": [str(shared_data / "recipes")]},
+        "synthesis": {
+            "unimol": {"sha256": "3d22c6d05c2e95e9a0009453bd53d0c2ffacd64c1d3a2b368a7e13a28a7a913b"},
+            "featurize": {"blocks": ["cond", "amt", "prod", "pool", "bag", "chem", "uni"], "morgan_bits": 8},
+            "feature_sets": {"chem": ["cond", "amt", "prod", "pool", "chem", "bag"], "unimol": ["cond", "amt", "uni"]},
+            "models": {
+                "et": {"params": {"n_estimators": 4, "max_features": 0.3, "log_target": True},
+                       "grid": {"family_weight_power": [0, 0.5]}},
+                "rf": {"params": {"n_estimators": 3, "max_features": 0.1}},
+            },
+            "runs": [
+                {"name": "size_et_chem", "task": "size", "model": "et", "features": "chem", "protocols": ["P", "G", "U"]},
+                {"name": "size_rf_unimol", "task": "size", "model": "rf", "features": "unimol", "protocols": ["P"]},
+                {"name": "shape_et_chem", "task": "shape", "model": "et", "features": "chem", "protocols": ["P"]},
+            ],
+        },
+    })
+    targets = [f"{SYN}/comparison.csv", f"{SYN}/comparison.html", "results/features/chemicals_coverage.csv",
+               f"{SYN}/P/size_et_chem/parity.png", f"{SYN}/G/size_et_chem/parity.png",
+               f"{SYN}/U/size_et_chem/parity.png", f"{SYN}/P/size_rf_unimol/parity.png",
+               f"{SYN}/P/shape_et_chem/confusion.png"]
+    run_snakemake(wd, *targets, timeout=600)
+    return wd, targets
+
+
+def test_outputs(synthesis_run):
+    wd, targets = synthesis_run
+    for t in targets:
+        assert (wd / t).is_file() and (wd / t).stat().st_size > 0, t
+    assert (wd / "resources/recipes/unimol_descriptors.parquet").is_file()  # copied from the mirror
+    feats = pl.read_parquet(wd / "results/features/recipe_features.parquet")
+    assert feats.height > 3000 and set(feats["source"]) == {"processed_csv"}
+    assert any(c.startswith("uni__") for c in feats.columns)
+    columns = pl.read_csv(wd / "results/features/feature_columns.csv")
+    assert columns.height == feats.width and set(columns["kind"]) == {"key", "feature"}
+    coverage = pl.read_csv(wd / "results/features/chemicals_coverage.csv")
+    assert (coverage["status"] == "not_in_table").sum() == 0
+
+    pred = pl.read_parquet(wd / f"{SYN}/P/size_et_chem/predictions.parquet")
+    assert pred.height == 617 and pred["recipe_id"].n_unique() == 617
+    assert sorted(pred["fold"].unique()) == ["0", "1", "2", "3", "4"]
+    m = pl.read_csv(wd / f"{SYN}/P/size_et_chem/metrics.csv", schema_overrides={"fold": pl.String})
+    assert m["fold"].to_list() == ["0", "1", "2", "3", "4", "mean", "std"]
+    mean = m.filter(pl.col("fold") == "mean").row(0, named=True)
+    assert 0.5 < mean["mae_nm"] < 5 and mean["r2"] > 0
+    u = pl.read_parquet(wd / f"{SYN}/U/size_et_chem/predictions.parquet")
+    assert set(u["product"]) == {"Ni"} and set(u["fold"]) == {"Ni"}
+    shape = pl.read_parquet(wd / f"{SYN}/P/shape_et_chem/predictions.parquet")
+    assert {"shape_true", "shape_pred"} <= set(shape.columns)
+
+    comp = pl.read_csv(wd / f"{SYN}/comparison.csv")
+    ours = comp.filter(pl.col("source") == "this workflow")
+    assert ours.height == 5  # 3 + 1 + 1 (run, protocol) pairs
+    assert comp.filter(pl.col("source") == "paper").height >= 3
+    assert "paper random forest" in (wd / f"{SYN}/comparison.html").read_text()
+
+
+def test_report_and_benchmark(synthesis_run):
+    wd, targets = synthesis_run
+    run_snakemake(wd, *targets, "--report", str(wd / "report.html"), timeout=300)
+    report = (wd / "report.html").read_text(errors="replace")
+    assert "comparison.html" in report and "Synthesis models" in report
+    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
+    proc = subprocess.run([sys.executable, "-m", "nanoforge.bench", "synthesis", "--results", str(wd / SYN)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "size_et_chem (et on chem)" in proc.stdout and "paper random forest" in proc.stdout
+    assert "Targets:" in proc.stdout
+    missing = subprocess.run([sys.executable, "-m", "nanoforge.bench", "synthesis", "--results", str(wd / "nothing")],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert missing.returncode == 1 and "run the workflow first" in missing.stderr
+
+
+def test_a_missing_unimol_file_is_a_clear_error(tmp_path, shared_data):
+    from conftest import copy_inputs
+
+    copy_inputs(shared_data, tmp_path)
+    write_config(tmp_path, {"synthesis": {"featurize": {"blocks": ["cond", "uni"]}}})
+    proc = run_snakemake(tmp_path, "resources/recipes/unimol_descriptors.parquet", check=False, timeout=300)
+    assert proc.returncode != 0
+    log = (tmp_path / "results/logs/unimol_descriptors.log").read_text()
+    assert "none of the mirror folders" in log and "Uni-Mol" in log

@@ -1,0 +1,166 @@
+"""Weak labels: the morphology inside each box, tested with ground-truth boxes (so the test
+does not depend on a trained detector), plus drops, the ignore band and the COCO output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nanoforge.tem import coco
+from nanoforge.tem.evaluate import evaluate_image
+from nanoforge.tem.simulate import simulate_one, _annotations
+from nanoforge.tem.weak_labels import (
+    DROP_REASONS,
+    WeakLabelParams,
+    dataset_subset,
+    ignore_band,
+    weak_label_images,
+    weak_labels_for_image,
+)
+
+
+def boxes_of(anns):
+    return np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                     for a in anns], float).reshape(-1, 4)
+
+
+def to_annotations(inst, shape):
+    return [coco.annotation_from_crop(a.crop, a.row0, a.col0, shape, 1, i + 1, score=a.score)
+            for i, a in enumerate(inst)]
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """Three synthetic images (random, clustered and lattice arrangements) with their truth."""
+    out = []
+    for index, arrangement in enumerate(["random", "clustered", "lattice"]):
+        img, p, particles, _ = simulate_one(
+            7, "test", index,
+            {"image_size": [256, 256], "size_px": [14, 24], "shapes": {"sphere": 1, "cube": 1, "hexagon": 1},
+             "arrangement": {arrangement: 1.0}, "dose_e_per_px": [200, 400], "contrast": [1.0, 2.0]},
+        )
+        out.append((img, _annotations(particles, p, 1, 1)))
+    return out
+
+
+def test_ground_truth_boxes_recover_most_particles(synthetic):
+    p = WeakLabelParams()
+    tp = fp = fn = 0
+    ious = []
+    for img, gt in synthetic:
+        assert len(gt) > 10
+        inst, dropped = weak_labels_for_image(img, boxes_of(gt), np.ones(len(gt)), p)
+        r = evaluate_image(to_annotations(inst, img.shape), gt)
+        tp, fp, fn = tp + r["tp_0.5"], fp + r["fp_0.5"], fn + r["fn_0.5"]
+        ious += r["matched_iou"]
+        assert sum(dropped.values()) + len(inst) == len(gt)  # every box is kept or counted
+    ap50 = tp / (tp + fp + fn)
+    assert ap50 >= 0.85, ap50
+    assert np.mean(ious) >= 0.75
+
+
+def test_masks_do_not_share_pixels_and_stay_near_their_box(synthetic):
+    img, gt = synthetic[2]  # lattice: many touching neighbours
+    inst, _ = weak_labels_for_image(img, boxes_of(gt), np.ones(len(gt)), WeakLabelParams())
+    count = np.zeros(img.shape, int)
+    for a in inst:
+        count[a.row0:a.row0 + a.crop.shape[0], a.col0:a.col0 + a.crop.shape[1]] += a.crop
+        x0, y0, x1, y1 = a.box
+        slack = 0.04 * max(x1 - x0, y1 - y0) + 2
+        assert a.col0 >= x0 - slack and a.row0 >= y0 - slack
+        assert a.col0 + a.crop.shape[1] <= x1 + slack and a.row0 + a.crop.shape[0] <= y1 + slack
+    assert count.max() == 1
+
+
+def test_bright_particles_on_dark_film_are_found():
+    img = np.full((80, 80), 40, np.uint8)
+    yy, xx = np.mgrid[:80, :80]
+    disc = (yy - 40) ** 2 + (xx - 38) ** 2 <= 12 ** 2
+    img[disc] = 200
+    inst, dropped = weak_labels_for_image(img, np.array([[25.0, 27, 52, 54]]), np.array([0.9]), WeakLabelParams())
+    assert len(inst) == 1, dropped
+    a = inst[0]
+    full = np.zeros(img.shape, bool)
+    full[a.row0:a.row0 + a.crop.shape[0], a.col0:a.col0 + a.crop.shape[1]] = a.crop
+    assert (full & disc).sum() / (full | disc).sum() > 0.9
+
+
+def test_low_scores_and_implausible_boxes_are_dropped_and_counted():
+    rng = np.random.default_rng(0)
+    img = rng.normal(180, 3, (120, 120)).clip(0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[:120, :120]
+    img[(yy - 30) ** 2 + (xx - 30) ** 2 <= 10 ** 2] = 60
+    boxes = np.array([
+        [19.0, 19, 42, 42],    # the particle
+        [19.0, 19, 42, 42],    # the same particle again, lower score: a duplicate
+        [70.0, 70, 100, 100],  # empty film
+        [15.0, 15, 45, 45],    # the particle, but with a low score
+        [20.0, 20, 110, 110],  # a box far larger than the particle inside it
+    ])
+    scores = np.array([0.95, 0.9, 0.8, 0.2, 0.7])
+    inst, dropped = weak_labels_for_image(img, boxes, scores, WeakLabelParams(min_score=0.5))
+    assert len(inst) == 1 and inst[0].score == 0.95
+    assert set(dropped) == set(DROP_REASONS)
+    assert dropped["low_score"] == 1 and dropped["duplicate"] == 1
+    assert sum(dropped.values()) == 4
+    assert dropped["low_contrast"] + dropped["underfilled_box"] + dropped["box_mismatch"] + dropped["empty"] == 2
+
+
+def test_ignore_band_straddles_the_boundary():
+    crop = np.zeros((21, 21), bool)
+    yy, xx = np.mgrid[:21, :21]
+    crop[(yy - 10) ** 2 + (xx - 10) ** 2 <= 8 ** 2] = True
+    band, r0, c0 = ignore_band(crop, 5, 5, (40, 40), WeakLabelParams(ignore_band_px=2, ignore_band_frac=0.0))
+    full_mask = np.zeros((40, 40), bool)
+    full_mask[5:26, 5:26] = crop
+    full_band = np.zeros((40, 40), bool)
+    full_band[r0:r0 + band.shape[0], c0:c0 + band.shape[1]] = band
+    assert full_band[15, 15] == 0  # deep inside: not ignored
+    assert full_band[15, 5 + 2] and full_band[15, 5 + 1]  # on the outline, both sides
+    assert not full_band[0, 0]  # far outside
+    assert full_band[full_mask].any() and full_band[~full_mask].any()
+    # clipped at the image edge
+    band, r0, c0 = ignore_band(crop, 0, 0, (21, 21), WeakLabelParams(ignore_band_px=3))
+    assert r0 >= 0 and c0 >= 0 and r0 + band.shape[0] <= 21 and c0 + band.shape[1] <= 21
+
+
+def test_document_has_masks_scores_ignore_bands_and_drop_counts(synthetic, tmp_path):
+    from PIL import Image
+
+    rows = []
+    truth = {}
+    for i, (img, gt) in enumerate(synthetic):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(img).save(path)
+        key = f"synthetic_test/{i:06d}" if i < 2 else f"other/{i:06d}"
+        rows.append({"image_id": key, "path": str(path)})
+        truth[str(path)] = gt
+
+    def detect(img):  # ground-truth boxes standing in for the detector, plus one junk box
+        gt = next(g for im, g in synthetic if np.array_equal(im, img))
+        b = np.vstack([boxes_of(gt), [[0, 0, 3, 3]]])
+        return b, np.r_[np.full(len(gt), 0.9), 0.1]
+
+    doc = weak_label_images(rows, detect, {"min_score": 0.5}, log=None)
+    out = coco.write_coco(doc, tmp_path / "weak.json")
+    back = coco.read_coco(out)
+    assert len(back["images"]) == 3
+    assert back["info"]["dropped"]["low_score"] == 3
+    for img_entry in back["images"]:
+        assert img_entry["seconds"] > 0 and img_entry["n_detections"] > 0
+    for a in back["annotations"][:20]:
+        assert 0 < a["score"] <= 1 and len(a["detection_bbox"]) == 4
+        band = coco.decode_mask(a["ignore_segmentation"])
+        mask = coco.decode_mask(a["segmentation"])
+        assert band.shape == mask.shape and band.any()
+    sub = dataset_subset(back, "synthetic_test")
+    assert [coco.image_key(i) for i in sub["images"]] == ["synthetic_test/000000", "synthetic_test/000001"]
+    assert sub["info"]["n_labels"] == len(sub["annotations"]) > 0
+
+
+def test_unknown_or_bad_settings_are_errors():
+    with pytest.raises(ValueError, match="unknown weak_labels setting"):
+        WeakLabelParams.from_config({"min_scor": 0.5})
+    with pytest.raises(ValueError, match="threshold"):
+        WeakLabelParams.from_config({"threshold": "magic"})
+    assert WeakLabelParams.from_config({"threshold": "local"}).threshold == "local"

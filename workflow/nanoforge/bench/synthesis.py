@@ -1,0 +1,117 @@
+"""Synthesis benchmark: ``python -m nanoforge.bench synthesis [options]``.
+
+Prints the comparison table of the synthesis harness: every run under every protocol (mean
+± standard deviation over validation splits) next to the paper's published numbers and the
+anchors of DESIGN.md, and whether the targets of the baselines are met. It reads the
+metrics of a finished workflow run (``results/synthesis/<protocol>/<run>/metrics.csv``), so
+run the workflow first, in its working directory::
+
+    snakemake --cores 2 results/synthesis/comparison.csv
+    python -m nanoforge.bench synthesis
+
+``--evaluate`` instead runs the harness here, in this process, from the feature table
+(``results/features/recipe_features.parquet``) and the config, without Snakemake (slow: it
+fits every run); ``--runs``/``--protocols`` restrict it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+# Targets of the baselines (issue "featurized recipes, baselines and the harness").
+TARGETS = [
+    ("P", "size", "size_rf_unimol", "mae_nm", 1.631 - 0.1, 1.631 + 0.1,
+     "random forest on the Uni-Mol features within 0.1 nm of the paper's 1.631"),
+    ("P", "size", None, "mae_nm", None, 1.50, "best size baseline MAE <= 1.50 nm"),
+    ("G", "size", None, "mae_nm", None, 2.6, "best size baseline under G MAE <= 2.6 nm"),
+    ("P", "shape", None, "accuracy", 0.86, None, "shape without the measured size: accuracy >= 0.86"),
+]
+
+
+def _metric_files(root: Path) -> list[Path]:
+    return sorted(root.glob("*/*/metrics.csv"))
+
+
+def _read(path: Path) -> pl.DataFrame:
+    return pl.read_csv(path, schema_overrides={"fold": pl.String, "params": pl.String})
+
+
+def check_targets(table: pl.DataFrame) -> list[str]:
+    lines = []
+    ours = table.filter(pl.col("source") == "this workflow")
+    for protocol, task, run, metric, lo, hi, text in TARGETS:
+        sub = ours.filter((pl.col("protocol") == protocol) & (pl.col("task") == task))
+        if task == "shape":
+            sub = sub.filter(~pl.col("with_size"))
+        if run is not None:
+            sub = sub.filter(pl.col("entry").str.starts_with(run + " "))
+        sub = sub.drop_nulls(metric)
+        if sub.height == 0:
+            lines.append(f"  [not run] {text}")
+            continue
+        best = sub.sort(metric, descending=metric == "accuracy").row(0, named=True)
+        value = best[metric]
+        ok = (lo is None or value >= lo) and (hi is None or value <= hi)
+        lines.append(f"  [{'met' if ok else 'NOT met'}] {text}: {value:.3f} ({best['entry']})")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nanoforge.synthesis import compare
+
+    ap = argparse.ArgumentParser(prog="python -m nanoforge.bench synthesis", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", default="results/synthesis", help="folder of the harness's results")
+    ap.add_argument("--evaluate", action="store_true", help="run the harness here instead of reading results")
+    ap.add_argument("--config", default="config.yaml", help="config for --evaluate")
+    ap.add_argument("--features", default="results/features/recipe_features.parquet",
+                    help="feature table for --evaluate")
+    ap.add_argument("--runs", nargs="*", help="--evaluate: only these runs")
+    ap.add_argument("--protocols", nargs="*", help="--evaluate: only these protocols")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    if args.evaluate:
+        from nanoforge.config import load_config
+        from nanoforge.synthesis.evaluate import evaluate_run
+        from nanoforge.synthesis.stage import read_fold_table
+
+        cfg = load_config(args.config)
+        syn = cfg["synthesis"]
+        design = pl.read_parquet(args.features)
+        folds = read_fold_table(syn["folds"]) if syn["folds"] else None
+        tables = []
+        for run in syn["runs"]:
+            if args.runs and run["name"] not in args.runs:
+                continue
+            for protocol in run["protocols"]:
+                if args.protocols and protocol not in args.protocols:
+                    continue
+                t0 = time.time()
+                res = evaluate_run(design, syn, run, protocol, seed=cfg["seed"], threads=args.threads,
+                                   fold_table=folds)
+                tables.append(res.metrics)
+                print(f"{protocol} {run['name']}: {time.time() - t0:.0f} s", file=sys.stderr)
+    else:
+        root = Path(args.results)
+        files = _metric_files(root)
+        if not files:
+            print(f"no metrics under {root}/<protocol>/<run>/metrics.csv: run the workflow first "
+                  "(snakemake --cores 2 results/synthesis/comparison.csv) or pass --evaluate",
+                  file=sys.stderr)
+            return 1
+        tables = [_read(p) for p in files]
+    table = compare.comparison_table(tables)
+    print(compare.format_text(table))
+    print("\nTargets:")
+    print("\n".join(check_targets(table)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

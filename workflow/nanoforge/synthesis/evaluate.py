@@ -1,0 +1,157 @@
+"""The evaluation harness: one *run* (task, model, feature set) under one protocol.
+
+For every split of the protocol: choose the model's parameters on an inner split of the
+training rows (``protocols.inner_split``), refit the chosen candidate on all training rows,
+predict the validation rows. The validation rows of a split never reach a fitted object:
+the column filter, the scaler and the model are one pipeline fitted on training rows only
+(checked by ``tests/test_synthesis.py`` with a recording estimator).
+
+A run of config ``synthesis.runs``: ``name``, ``task`` (size or shape), ``model`` (a key of
+``synthesis.models``), ``features`` (a key of ``synthesis.feature_sets``: the blocks of the
+feature table it uses), ``with_size`` (shape: the measured size as an input, as the paper's
+classifier has it) and ``protocols``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from nanoforge.synthesis import metrics as M
+from nanoforge.synthesis import models as models_mod
+from nanoforge.synthesis.protocols import ProtocolSettings, inner_split, make_splits
+
+log = logging.getLogger(__name__)
+
+SIZE_INPUT = "input__size_nm"
+
+
+class HarnessError(ValueError):
+    """A run cannot be evaluated as configured: the message names the run and key."""
+
+
+@dataclass
+class RunResult:
+    predictions: pl.DataFrame
+    metrics: pl.DataFrame  # per split + mean + std rows
+    seconds: float
+
+
+def run_spec(cfg: dict, name: str) -> dict:
+    for run in cfg["runs"]:
+        if run["name"] == name:
+            return run
+    raise HarnessError(f"no run named {name!r} in config synthesis.runs")
+
+
+def feature_names(design: pl.DataFrame, blocks, with_size: bool = False) -> list[str]:
+    cols = [c for c in design.columns if "__" in c and c.split("__", 1)[0] in set(blocks)]
+    missing = [b for b in blocks if not any(c.startswith(b + "__") for c in cols)]
+    if missing:
+        raise HarnessError(
+            f"feature blocks {missing} are not in the feature table "
+            f"(config synthesis.featurize.blocks must include them)"
+        )
+    return cols + ([SIZE_INPUT] if with_size else [])
+
+
+def design_matrix(design: pl.DataFrame, names: list[str]) -> np.ndarray:
+    frame = design.with_columns(pl.col("size_nm").alias(SIZE_INPUT)) if SIZE_INPUT in names else design
+    return frame.select(names).to_numpy().astype(float)
+
+
+def _score(task: str, y_true, y_pred) -> float:
+    """Lower is better: MAE for size, 1 - accuracy for shape."""
+    if task == "size":
+        return float(np.mean(np.abs(np.asarray(y_pred, float) - np.asarray(y_true, float))))
+    return float(1.0 - np.mean(np.asarray(y_pred, dtype=object) == np.asarray(y_true, dtype=object)))
+
+
+def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, seed: int = 0,
+                 threads: int = 1, fold_table: dict | None = None,
+                 make_pipeline=None) -> RunResult:
+    """Evaluate ``run`` under ``protocol`` on the feature table ``design``.
+
+    ``cfg`` is the ``synthesis`` section of the config. ``make_pipeline(params, names)`` may
+    replace the model factory (tests use it to record what each fit sees).
+    """
+    t0 = time.time()
+    task = run["task"]
+    with_size = bool(run.get("with_size", False))
+    if with_size and task != "shape":
+        raise HarnessError(f"run {run['name']}: with_size applies to shape runs only")
+    model_name = run["model"]
+    if model_name not in cfg["models"]:
+        raise HarnessError(f"run {run['name']}: model {model_name!r} is not in synthesis.models")
+    model_cfg = cfg["models"][model_name]
+    kind = model_cfg.get("kind", model_name)
+    if run["features"] not in cfg["feature_sets"]:
+        raise HarnessError(f"run {run['name']}: feature set {run['features']!r} is not in synthesis.feature_sets")
+    names = feature_names(design, cfg["feature_sets"][run["features"]], with_size)
+    X = design_matrix(design, names)
+    target = "size_nm" if task == "size" else "shape"
+    y = design[target].to_numpy()
+    families = design["family"].to_numpy()
+    settings = ProtocolSettings.from_config(cfg, task, fold_table)
+    splits = make_splits(design, protocol, settings)
+    cands = models_mod.candidates(model_cfg)
+    inner_fraction = float(cfg["inner"]["fraction"])
+    min_count = int(cfg["featurize"]["min_count"])
+
+    def factory(params):
+        if make_pipeline is not None:
+            return make_pipeline(params, names)
+        return models_mod.build_pipeline(kind, task, params, names, min_count=min_count, seed=seed,
+                                         threads=threads, models=cfg["models"])
+
+    pred_rows = []
+    fold_rows = []
+    for k, sp in enumerate(splits):
+        chosen, inner_scores = cands[0], []
+        if len(cands) > 1:
+            itr, iva = inner_split(design, sp.train, protocol, settings, inner_fraction, seed + k)
+            for params in cands:
+                pipe = factory(params)
+                pipe.fit(X[itr], y[itr], **models_mod.fit_params(params, families[itr]))
+                inner_scores.append(_score(task, y[iva], pipe.predict(X[iva])))
+            chosen = cands[int(np.argmin(inner_scores))]
+        pipe = factory(chosen)
+        pipe.fit(X[sp.train], y[sp.train], **models_mod.fit_params(chosen, families[sp.train]))
+        pred = pipe.predict(X[sp.val])
+        if task == "size":
+            m = M.size_metrics(y[sp.val].astype(float), pred.astype(float))
+        else:
+            m = M.shape_metrics(y[sp.val], pred)
+        fold_rows.append({
+            "fold": sp.name, "n_train": int(sp.train.size), "n_val": int(sp.val.size), **m,
+            "params": json.dumps(chosen, sort_keys=True),
+            "inner_score": float(min(inner_scores)) if inner_scores else float("nan"),
+        })
+        log.info("%s %s split %s: train %d, val %d, %s, params %s", protocol, run["name"], sp.name,
+                 sp.train.size, sp.val.size, ", ".join(f"{a} {b:.4g}" for a, b in m.items()), chosen)
+        for note in sp.notes:
+            log.info("  %s", note)
+        block = design[sp.val].select("recipe_id", "paper_id", "product", "family")
+        block = block.with_columns(pl.lit(protocol).alias("protocol"), pl.lit(run["name"]).alias("run"),
+                                   pl.lit(sp.name).alias("fold"))
+        if task == "size":
+            block = block.with_columns(pl.Series("size_true_nm", y[sp.val].astype(float)),
+                                       pl.Series("size_pred_nm", pred.astype(float)))
+        else:
+            block = block.with_columns(pl.Series("shape_true", y[sp.val].astype(str)),
+                                       pl.Series("shape_pred", pred.astype(str)))
+        pred_rows.append(block)
+    per_fold = pl.DataFrame(fold_rows)
+    table = M.summarize(per_fold, task).with_columns(
+        pl.lit(protocol).alias("protocol"), pl.lit(run["name"]).alias("run"), pl.lit(task).alias("task"),
+        pl.lit(model_name).alias("model"), pl.lit(run["features"]).alias("features"),
+        pl.lit(with_size).alias("with_size"),
+    )
+    lead = ["protocol", "run", "task", "model", "features", "with_size", "fold"]
+    table = table.select(lead + [c for c in table.columns if c not in lead])
+    return RunResult(pl.concat(pred_rows), table, time.time() - t0)

@@ -1,0 +1,149 @@
+# Weak labels: a Detectron2 Faster R-CNN particle detector (trained from scratch on synthetic
+# images plus the train split of labelled datasets), then morphology inside each detected box.
+# The weak labels are a segmentation method like any other: results/segmentation/weak_labels/
+# <image set>.json, measured and evaluated by segmentation.smk when `weak_labels` is listed in
+# config segmentation.methods. Per-dataset copies (training labels for the next stage) go to
+# results/weak_labels/<dataset>/annotations.json.
+
+DETECTOR = "results/detector"
+DET_CFG = config["detector"]
+DET_LABELLED = DET_CFG["labelled"]
+DET_SYNTHETIC = DET_CFG["synthetic_splits"]
+
+for _d in DET_LABELLED:
+    if _d not in TEM_GT_DATASETS:
+        raise ValueError(
+            f"config detector.labelled: {_d!r} is not a TEM dataset with ground_truth "
+            f"(those are: {', '.join(TEM_GT_DATASETS) or 'none'})"
+        )
+for _s in DET_SYNTHETIC:
+    if _s not in SIM_SPLITS:
+        raise ValueError(f"config detector.synthetic_splits: no synthetic split {_s!r} (splits: {SIM_SPLITS})")
+    if _s == "holdout":
+        raise ValueError("config detector.synthetic_splits: the 'holdout' split is evaluated and must not train the detector")
+
+
+def detector_config_file():
+    """The Detectron2 config: relative paths are relative to the repository (the Snakefile)."""
+    p = Path(DET_CFG["config"])
+    return str(p if p.is_absolute() else Path(workflow.basedir) / p)
+
+
+def weak_label_detector_overrides():
+    """Inference settings of the detector given in config weak_labels (None: the model's)."""
+    wl = config["weak_labels"]
+    out = {}
+    if wl["test_scales"]:
+        out["NANOFORGE.TEST_SCALES"] = tuple(wl["test_scales"])
+    if wl["adaptive_scale_target"] is not None:
+        out["NANOFORGE.ADAPTIVE_SCALE_TARGET"] = float(wl["adaptive_scale_target"])
+    return out
+
+
+rule train_detector:
+    input:
+        config=detector_config_file(),
+        synthetic=expand(f"{TEM}/synthetic/{{split}}/annotations.json", split=DET_SYNTHETIC),
+        labelled=expand(f"{TEM}/groundtruth/{{dataset}}_train.json", dataset=DET_LABELLED),
+    output:
+        model=f"{DETECTOR}/model_final.pth",
+        config=f"{DETECTOR}/config.yaml",
+        metrics=f"{DETECTOR}/metrics.json",
+        summary=f"{DETECTOR}/summary.json",
+    log:
+        f"{LOGS}/train_detector.log",
+    benchmark:
+        f"{BENCHMARKS}/train_detector.tsv"
+    params:
+        synthetic_splits=DET_SYNTHETIC,
+        labelled=DET_LABELLED,
+        labelled_repeat=DET_CFG["labelled_repeat"],
+        images_root=f"{TEM}/images",
+        overrides={
+            "SOLVER.MAX_ITER": DET_CFG["max_iter"],
+            "SOLVER.IMS_PER_BATCH": DET_CFG["ims_per_batch"],
+            "SOLVER.CHECKPOINT_PERIOD": DET_CFG["checkpoint_period"],
+            "NANOFORGE.CROP_SIZE": DET_CFG["crop_size"],
+            **DET_CFG["opts"],
+        },
+        device=DET_CFG["device"],
+        seed=config["seed"],
+    threads: DET_CFG["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../../envs/detectron2.yaml"
+    script:
+        "../scripts/train_detector.py"
+
+
+rule plot_detector_training:
+    input:
+        metrics=f"{DETECTOR}/metrics.json",
+        summary=f"{DETECTOR}/summary.json",
+    output:
+        report(
+            f"{DETECTOR}/training_loss.png",
+            caption="../report/detector_training.rst",
+            category="TEM",
+            subcategory="Detector",
+        ),
+    log:
+        f"{LOGS}/plot_detector_training.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/detectron2.yaml"
+    script:
+        "../scripts/plot_detector_training.py"
+
+
+rule weak_labels:
+    input:
+        images=lambda wc: IMAGE_SET_TABLES[wc.image_set],
+        model=f"{DETECTOR}/model_final.pth",
+        config=f"{DETECTOR}/config.yaml",
+    output:
+        segmentation_json("weak_labels", "{image_set}"),
+    log:
+        f"{LOGS}/weak_labels/{{image_set}}.log",
+    benchmark:
+        f"{BENCHMARKS}/weak_labels/{{image_set}}.tsv"
+    params:
+        cfg={k: v for k, v in config["weak_labels"].items() if k not in ("test_scales", "adaptive_scale_target")},
+        detector_overrides=weak_label_detector_overrides(),
+        device=DET_CFG["device"],
+    threads: DET_CFG["threads"]
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        "../../envs/detectron2.yaml"
+    script:
+        "../scripts/weak_labels.py"
+
+
+rule weak_labels_dataset:
+    input:
+        segmentation_json("weak_labels", "tem"),
+    output:
+        "results/weak_labels/{dataset}/annotations.json",
+    log:
+        f"{LOGS}/weak_labels_dataset/{{dataset}}.log",
+    wildcard_constraints:
+        dataset="|".join(re.escape(n) for n in TEM_DATASETS) or "^$",
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    conda:
+        "../../envs/tem.yaml"
+    script:
+        "../scripts/weak_labels_dataset.py"
+
+
+TARGETS += [
+    f"{DETECTOR}/training_loss.png",
+    *expand("results/weak_labels/{dataset}/annotations.json", dataset=list(TEM_DATASETS)),
+]
