@@ -3,7 +3,6 @@ repository, a few training iterations that checkpoint and resume, and inference.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -13,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from nanoforge.tem import coco
 from nanoforge.tem.detector import (

@@ -101,7 +101,7 @@ def test_segmentation_benchmark_prints_the_table(weak_run):
     wd, _ = weak_run
     env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
     proc = subprocess.run(
-        [sys.executable, "-m", "nanoforge.bench", "segmentation", "--workdir", str(wd), "--max-images", "1",
+        [sys.executable, "-m", "nanoforge.bench", "segmentation", "--run", "--workdir", str(wd), "--max-images", "1",
          "--datasets", "sophon_example,synthetic_holdout,pbse_fig2b", "--threads", "1"],
         capture_output=True, text=True, env=env, timeout=600,
     )

@@ -1,20 +1,22 @@
 """Segmentation benchmark: ``python -m nanoforge.bench segmentation [options]``.
 
-Runs each segmentation method, timed on this machine, on the held-out images of every
-ground-truth set of a finished workflow run (the real datasets' ``holdout`` split from
-``results/tem/groundtruth/<dataset>.json`` and the synthetic ``holdout`` split), and prints
-per method and dataset: AP50 and AP75 (TP / (TP + FP + FN), pooled over the images, as in
-:mod:`nanoforge.tem.evaluate`), the mean IoU of the pairs matched at 0.5, the median relative
-error of the equivalent diameter over those pairs, and seconds per megapixel (reading,
-detection and masks; one process, ``--threads`` torch threads). Then, for datasets with a
-``size_reference`` (the paper's PbSe image), the mean equivalent diameter of the particles
-not touching the border against the reference.
+Two modes, both printing per method and dataset AP50, AP75 (TP / (TP + FP + FN), pooled
+over the images, as in :mod:`nanoforge.tem.evaluate`), the mean IoU of the pairs matched at
+0.5, the median relative error of the equivalent diameter over those pairs and seconds per
+megapixel, then the size-distribution check (mean equivalent diameter of the particles not
+touching the border against a ``size_reference``, e.g. the paper's PbSe image):
 
-Methods: ``classical`` (config ``segmentation.classical``) and ``weak_labels`` (the detector in
-``results/detector/`` plus config ``weak_labels``). Run it in the workflow's working
-directory after ``snakemake`` (or ``make run``), e.g.::
+- default, ``[--dir results/segmentation/evaluation]``: the figures the workflow run wrote
+  (``metrics.csv``, ``size_check.csv``, ``detection_check.csv``; times as measured by that
+  run). Run ``snakemake --cores 2 results/segmentation/evaluation/metrics.csv`` first.
+- ``--run [--workdir DIR] [--config FILE]``: runs each method again, timed now on this
+  machine (reading, detection and masks; one process, ``--threads`` torch threads), on the
+  held-out images of every ground-truth set of a finished workflow run in ``DIR`` (the real
+  datasets' ``holdout`` split from ``results/tem/groundtruth/<dataset>.json`` and the
+  synthetic ``holdout`` split). Methods: ``classical`` (config ``segmentation.classical``)
+  and ``weak_labels`` (the detector in ``results/detector/`` plus config ``weak_labels``)::
 
-    python -m nanoforge.bench segmentation --config config.yaml
+    python -m nanoforge.bench segmentation --run --config config.yaml
 """
 
 from __future__ import annotations
@@ -29,6 +31,40 @@ import numpy as np
 import polars as pl
 
 METHODS = ("classical", "weak_labels")
+
+
+def _fmt(v, spec=".3f"):
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    return format(v, spec)
+
+
+def report(d: Path) -> int:
+    """Print the metrics a workflow run wrote into ``d`` (``metrics.csv`` and the checks)."""
+    if not (d / "metrics.csv").is_file():
+        print(f"{d / 'metrics.csv'} not found: run `snakemake --cores 2 {d / 'metrics.csv'}` first", file=sys.stderr)
+        return 2
+    m = pl.read_csv(d / "metrics.csv").sort("dataset", "method")
+    head = f"{'method':<14}{'dataset':<20}{'images':>7}{'truths':>8}{'AP50':>8}{'AP75':>8}{'mIoU':>8}" \
+           f"{'size err':>10}{'COCO mAP':>10}{'s/MP':>8}"
+    print(head)
+    print("-" * len(head))
+    for r in m.iter_rows(named=True):
+        print(f"{r['method']:<14}{r['dataset']:<20}{r['n_images']:>7}{r.get('n_gt') or 0:>8}{_fmt(r.get('ap50')):>8}"
+              f"{_fmt(r.get('ap75')):>8}{_fmt(r['mean_matched_iou']):>8}{_fmt(r['median_size_error'], '.1%'):>10}"
+              f"{_fmt(r.get('coco_map')):>10}{_fmt(r['seconds_per_mpx'], '.2f'):>8}")
+    for name, cols in (("size_check.csv", ["method", "dataset", "n_particles", "mean_d_nm", "cv_pct", "ref_mean_d_nm",
+                                           "ref_cv_pct", "mean_rel_diff_pct"]),
+                       ("detection_check.csv", ["method", "dataset", "n_boxes", "n_pred", "box_recall_50",
+                                                "box_precision_50"])):
+        f = d / name
+        if f.is_file() and f.stat().st_size > 0:
+            t = pl.read_csv(f)
+            if t.height:
+                print(f"\n{name}:")
+                with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200, float_precision=3):
+                    print(t.select([c for c in cols if c in t.columns]))
+    return 0
 
 
 def _read_gray(path) -> np.ndarray:
@@ -116,6 +152,9 @@ def fmt(v, digits=3) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m nanoforge.bench segmentation", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dir", default="results/segmentation/evaluation",
+                    help="folder holding the workflow's metrics.csv (default mode)")
+    ap.add_argument("--run", action="store_true", help="run and time the methods now instead")
     ap.add_argument("--workdir", default=".", help="the workflow's working directory (default: .)")
     ap.add_argument("--config", default=None, help="its config file (default: WORKDIR/config.yaml)")
     ap.add_argument("--methods", default=",".join(METHODS))
@@ -124,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--device", default="cpu", help="detector device: cpu (default), cuda or auto")
     args = ap.parse_args(argv)
+    if not args.run:
+        return report(Path(args.dir))
 
     import torch
 
@@ -187,3 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{fmt(r['cv_pct'], 1):>6} {fmt(r['ref_mean_d_nm'], 2):>9} {fmt(r['ref_cv_pct'], 1):>8} "
                   f"{fmt(r['mean_rel_diff_pct'], 1):>7}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

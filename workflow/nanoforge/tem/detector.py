@@ -60,14 +60,12 @@ class DetectorError(RuntimeError):
 def _d2():
     """Import Detectron2 with a clear message when it is missing."""
     try:
-        import detectron2  # noqa: F401
+        import detectron2
     except ImportError as exc:  # pragma: no cover - exercised only without detectron2
         raise DetectorError(
             "detectron2 is not installed: run `make setup` or "
             "`bash workflow/setup/install_detectron2.sh .venv/bin/python`"
         ) from exc
-    import detectron2
-
     return detectron2
 
 
