@@ -19,10 +19,6 @@ if "synthetic_holdout" in IMAGE_SET_TABLES:
     SEG_GT["synthetic_holdout"] = (f"{TEM}/synthetic/holdout/annotations.json", "synthetic_holdout")
 
 
-def segmentation_json(method, image_set):
-    return f"{SEG}/{method}/{image_set}.json"
-
-
 wildcard_constraints:
     image_set="|".join(IMAGE_SETS),
     method=r"[A-Za-z0-9_]+",

@@ -7,10 +7,6 @@ TEM_GT_DATASETS = [n for n, d in TEM_DATASETS.items() if d.get("ground_truth")]
 SIM_SPLITS = [s for s, n in config["simulate"]["splits"].items() if n > 0]
 
 
-def tem_dataset_dir(name):
-    return TEM_DATASETS[name].get("path") or f"resources/tem/{name}"
-
-
 rule mirror_tem_dataset:
     output:
         directory("resources/tem/{dataset}"),
