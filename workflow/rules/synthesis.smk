@@ -13,10 +13,10 @@ SYN_UNIMOL = "uni" in SYN["featurize"]["blocks"]
 # The chemicals table is committed with the workflow: a relative path is relative to the
 # workflow's folder, so that it is found from any working directory (-d).
 SYN_CHEMICALS = str(Path(workflow.basedir) / SYN["chemicals"])
-
-
-def _alternatives(names):
-    return "|".join(re.escape(n) for n in names) or "^$"
+# wildcard patterns: the configured run names (all, size runs, shape runs)
+SYN_RUN_RE = "|".join(re.escape(n) for n in SYN_RUNS) or "^$"
+SYN_SIZE_RE = "|".join(re.escape(n) for n in SYN_SIZE_RUNS) or "^$"
+SYN_SHAPE_RE = "|".join(re.escape(n) for n in SYN_SHAPE_RUNS) or "^$"
 
 
 rule unimol_descriptors:
@@ -78,7 +78,7 @@ rule evaluate_synthesis:
         f"{BENCHMARKS}/evaluate_synthesis/{{protocol}}/{{run}}.tsv"
     wildcard_constraints:
         protocol="P|G|U",
-        run=_alternatives(SYN_RUNS),
+        run=SYN_RUN_RE,
     params:
         synthesis=SYN,
         seed=config["seed"],
@@ -106,7 +106,7 @@ rule synthesis_parity_plot:
         f"{LOGS}/synthesis_parity_plot/{{protocol}}/{{run}}.log",
     wildcard_constraints:
         protocol="P|G|U",
-        run=_alternatives(SYN_SIZE_RUNS),
+        run=SYN_SIZE_RE,
     resources:
         mem_mb=1000,
         runtime=5,
@@ -131,7 +131,7 @@ rule synthesis_confusion_matrix:
         f"{LOGS}/synthesis_confusion_matrix/{{protocol}}/{{run}}.log",
     wildcard_constraints:
         protocol="P|G|U",
-        run=_alternatives(SYN_SHAPE_RUNS),
+        run=SYN_SHAPE_RE,
     resources:
         mem_mb=1000,
         runtime=5,
