@@ -5,6 +5,8 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= all
+# Optional: build only these targets, e.g. make run TARGETS=results/recipes/recipes.parquet
+TARGETS ?=
 STAMP  := $(VENV)/.installed
 
 .PHONY: setup run test lint report dag clean-venv slurm-up slurm-down
@@ -21,8 +23,8 @@ $(STAMP): requirements.txt pyproject.toml workflow/setup/install_detectron2.sh
 	touch $@
 
 run: setup
-	$(BIN)/snakemake --cores $(CORES) --profile workflow/profiles/local
-	$(BIN)/snakemake --cores $(CORES) --report results/report.html
+	$(BIN)/snakemake --cores $(CORES) --profile workflow/profiles/local $(TARGETS)
+	$(BIN)/snakemake --cores $(CORES) --report results/report.html $(TARGETS)
 
 test: setup
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then bash tests/slurm/start.sh; fi
