@@ -33,7 +33,7 @@ rule unimol_descriptors:
     conda:
         "../../envs/synthesis.yaml"
     script:
-        "../scripts/unimol_descriptors.py"
+        "../scripts/fetch_unimol_vectors.py"
 
 
 rule featurize_recipes:
