@@ -55,6 +55,7 @@ rule train_detector:
     resources:
         mem_mb=8000,
         runtime=240,
+        gpu=DET_CFG["gpus"],
     conda:
         "../../envs/detectron2.yaml"
     script:
