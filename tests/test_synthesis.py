@@ -299,3 +299,24 @@ def test_comparison_table_lists_runs_and_anchors():
     assert table.filter(pl.col("entry") == "paper random forest")["mae_nm"][0] == 1.631
     text = compare.format_text(table)
     assert "size_et (et on chem)" in text and "paper transformer" in text
+
+
+def test_candidates_may_train_on_another_size_range():
+    design = _synthetic_design()
+    sizes = design["size_nm"].to_numpy()
+    cfg = _cfg({"train_max_size_nm": [10, None]})
+    run = {"name": "r", "task": "size", "model": "rec", "features": "t"}
+
+    def make(params, names):
+        return Pipeline([("filter", RecordingFilter(names, min_count=1)), ("model", _Reg("size", **params))])
+
+    FITS.clear()
+    evaluate_run(design, cfg, run, "P", make_pipeline=make)
+    splits = make_splits(design, "P", ProtocolSettings.from_config({**cfg, "train_max_size_nm": {"size": None}}, "size"))
+    assert len(FITS) == 6 * len(splits)
+    for k, sp in enumerate(splits):
+        fits = FITS[6 * k:6 * (k + 1)]
+        assert max(sizes[list(fits[1]["rows"])]) <= 10  # candidate 10 nm
+        assert max(sizes[list(fits[3]["rows"])]) > 20  # candidate without a limit: every size
+        for fit in fits:
+            assert not fit["rows"] & set(sp.val.tolist())

@@ -98,8 +98,19 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
     y = design[target].to_numpy()
     families = design["family"].to_numpy()
     settings = ProtocolSettings.from_config(cfg, task, fold_table)
-    splits = make_splits(design, protocol, settings)
     cands = models_mod.candidates(model_cfg)
+    # a candidate may train on a different size range (train_max_size_nm): the splits take
+    # the loosest, each candidate's fits keep the rows of its own range
+    default_limit = settings.train_max_size_nm
+    limits = [c.get("train_max_size_nm", default_limit) for c in cands]
+    settings.train_max_size_nm = None if None in limits else max(limits)
+    splits = make_splits(design, protocol, settings)
+    sizes = design["size_nm"].to_numpy()
+
+    def rows_for(params, rows):
+        limit = params.get("train_max_size_nm", default_limit)
+        return rows if limit is None else rows[sizes[rows] <= limit]
+
     inner_fraction = float(cfg["inner"]["fraction"])
     min_count = int(cfg["featurize"]["min_count"])
 
@@ -116,24 +127,26 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
         if len(cands) > 1:
             itr, iva = inner_split(design, sp.train, protocol, settings, inner_fraction, seed + k)
             for params in cands:
+                rows = rows_for(params, itr)
                 pipe = factory(params)
-                pipe.fit(X[itr], y[itr], **models_mod.fit_params(params, families[itr]))
+                pipe.fit(X[rows], y[rows], **models_mod.fit_params(params, families[rows]))
                 inner_scores.append(_score(task, y[iva], pipe.predict(X[iva])))
             chosen = cands[int(np.argmin(inner_scores))]
+        train = rows_for(chosen, sp.train)
         pipe = factory(chosen)
-        pipe.fit(X[sp.train], y[sp.train], **models_mod.fit_params(chosen, families[sp.train]))
+        pipe.fit(X[train], y[train], **models_mod.fit_params(chosen, families[train]))
         pred = pipe.predict(X[sp.val])
         if task == "size":
             m = M.size_metrics(y[sp.val].astype(float), pred.astype(float))
         else:
             m = M.shape_metrics(y[sp.val], pred)
         fold_rows.append({
-            "fold": sp.name, "n_train": int(sp.train.size), "n_val": int(sp.val.size), **m,
+            "fold": sp.name, "n_train": int(train.size), "n_val": int(sp.val.size), **m,
             "params": json.dumps(chosen, sort_keys=True),
             "inner_score": float(min(inner_scores)) if inner_scores else float("nan"),
         })
         log.info("%s %s split %s: train %d, val %d, %s, params %s", protocol, run["name"], sp.name,
-                 sp.train.size, sp.val.size, ", ".join(f"{a} {b:.4g}" for a, b in m.items()), chosen)
+                 train.size, sp.val.size, ", ".join(f"{a} {b:.4g}" for a, b in m.items()), chosen)
         for note in sp.notes:
             log.info("  %s", note)
         block = design[sp.val].select("recipe_id", "paper_id", "product", "family")

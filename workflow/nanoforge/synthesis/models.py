@@ -4,12 +4,15 @@ for size regression and shape classification.
 
 A model entry of config ``synthesis.models`` has ``params`` (fixed) and ``grid`` (lists of
 values; every combination is a candidate, chosen on the inner split of the training rows).
-Besides the estimator's own parameters, two keys are handled here:
+Besides the estimator's own parameters, three keys are handled outside the estimator:
 
 ``log_target``           (size) fit on ln(size) and predict exp(prediction);
 ``family_weight_power``  weight each training row by (rows of its recipe family)^-power, so
                          that a family with hundreds of near-identical recipes does not
-                         dominate (0 = unweighted).
+                         dominate (0 = unweighted);
+``train_max_size_nm``    train on rows up to this size only (null = every size), overriding
+                         config ``synthesis.train_max_size_nm`` for this candidate (applied by
+                         the harness).
 
 For ``vote``, ``params.members`` lists the member models; a member's parameter is set with
 ``<member>__<name>`` (in ``params`` or ``grid``), on top of the member's own ``params``.
@@ -37,7 +40,7 @@ from nanoforge.features.select import FeatureFilter
 
 KINDS = ("rf", "et", "lgbm", "vote")
 TASKS = ("size", "shape")
-SPECIAL = ("log_target", "family_weight_power")
+SPECIAL = ("log_target", "family_weight_power", "train_max_size_nm")
 
 
 class ModelConfigError(ValueError):
