@@ -155,3 +155,14 @@ def test_product_names():
     assert product_formula("Cs2InCl5-H2O") == "Cs2InCl5(H2O)1"
     assert product_formula("Cs2InCl5·H2O") == "Cs2InCl5(H2O)1"
     assert product_phase("CsPbBr3-2") == 2 and product_phase("Au") == 0
+
+
+def test_command_line_check(tmp_path, capsys, processed_recipes):
+    from nanoforge.chemicals import main
+
+    assert main([]) == 0 and "all valid" in capsys.readouterr().out
+    bad = _write(tmp_path / "bad.csv", [_row(name="A", smiles="CCO", formula="C2H5O")])
+    assert main(["--table", str(bad)]) == 1 and "disagrees" in capsys.readouterr().err
+    path = tmp_path / "r.parquet"
+    processed_recipes.write_parquet(path)
+    assert main(["--recipes", str(path)]) == 0 and "not_in_table 0" in capsys.readouterr().out

@@ -320,3 +320,33 @@ def test_candidates_may_train_on_another_size_range():
         assert max(sizes[list(fits[3]["rows"])]) > 20  # candidate without a limit: every size
         for fit in fits:
             assert not fit["rows"] & set(sp.val.tolist())
+
+
+def test_unimol_copy_checks_the_checksum(tmp_path, shared_data):
+    from nanoforge.synthesis.stage import StageError, fetch_unimol
+
+    dest = tmp_path / "res" / "unimol_descriptors.parquet"
+    mirror = str(shared_data / "recipes")
+    with pytest.raises(StageError, match="differs"):
+        fetch_unimol(dest, "0" * 64, [mirror])
+    assert not dest.exists()
+    ok = "3d22c6d05c2e95e9a0009453bd53d0c2ffacd64c1d3a2b368a7e13a28a7a913b"
+    assert fetch_unimol(dest, ok, [str(tmp_path / "none"), mirror]) == dest and dest.is_file()
+    with pytest.raises(StageError, match="none of the mirror folders"):
+        fetch_unimol(tmp_path / "x" / "unimol_descriptors.parquet", ok, [str(tmp_path / "none")])
+
+
+def test_run_config_holds_what_a_run_uses():
+    cfg = _cfg({})
+    cfg["models"] = {"et": {"params": {}}, "lgbm": {"params": {}}, "vote": {"params": {"members": ["et", "lgbm"]}},
+                     "rf": {"params": {}}}
+    cfg["feature_sets"]["other"] = ["cond"]
+    cfg["runs"] = [{"name": "a", "task": "size", "model": "vote", "features": "t"},
+                   {"name": "b", "task": "size", "model": "rf", "features": "other"}]
+    from nanoforge.synthesis.evaluate import run_config
+
+    sub = run_config(cfg, "a")
+    assert set(sub["models"]) == {"vote", "et", "lgbm"} and set(sub["feature_sets"]) == {"t"}
+    assert [r["name"] for r in sub["runs"]] == ["a"] and sub["protocols"] == cfg["protocols"]
+    with pytest.raises(HarnessError, match="no run named"):
+        run_config(cfg, "zz")

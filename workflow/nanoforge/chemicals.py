@@ -329,3 +329,32 @@ def coverage_summary(report: pl.DataFrame) -> str:
             + ", ".join(f"{r['name']} ({r['status']}, {r['n_recipes']} recipes)" for r in missing.iter_rows(named=True))
         )
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nanoforge.chemicals [--table PATH] [--recipes recipes.parquet]``: check the
+    table (every SMILES parses and agrees with its formula) and, given a recipes table, print
+    its coverage. Exit status 1 when the table is invalid or a recipe chemical is missing."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m nanoforge.chemicals", description=main.__doc__)
+    ap.add_argument("--table", default=str(DEFAULT_PATH))
+    ap.add_argument("--recipes", help="a recipes.parquet to check coverage against")
+    args = ap.parse_args(argv)
+    try:
+        table = ChemicalTable.read(args.table)
+    except ChemicalsTableError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    counts = Counter(c.status for c in table)
+    print(f"{args.table}: {len(table)} chemicals, all valid; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if args.recipes:
+        report = coverage_report(pl.read_parquet(args.recipes), table)
+        print(coverage_summary(report))
+        return 1 if (report["status"] == "not_in_table").any() else 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,6 +2,8 @@
 # P (paper folds), G (recipe families held out) and U (one product held out) -> predictions,
 # metrics, figures and one comparison table (DESIGN.md, "Evaluation protocols").
 
+from nanoforge.synthesis.runs import run_config
+
 SYN = config["synthesis"]
 FEATURES = "results/features"
 SYNTHESIS = "results/synthesis"
@@ -80,7 +82,7 @@ rule evaluate_synthesis:
         protocol="P|G|U",
         run=SYN_RUN_RE,
     params:
-        synthesis=SYN,
+        synthesis=lambda wc: run_config(SYN, wc.run),
         seed=config["seed"],
     threads: SYN["threads"]
     resources:

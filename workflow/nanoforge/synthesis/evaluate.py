@@ -25,14 +25,11 @@ import polars as pl
 from nanoforge.synthesis import metrics as M
 from nanoforge.synthesis import models as models_mod
 from nanoforge.synthesis.protocols import ProtocolSettings, inner_split, make_splits
+from nanoforge.synthesis.runs import HarnessError, run_config, run_spec  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 SIZE_INPUT = "input__size_nm"
-
-
-class HarnessError(ValueError):
-    """A run cannot be evaluated as configured: the message names the run and key."""
 
 
 @dataclass
@@ -40,13 +37,6 @@ class RunResult:
     predictions: pl.DataFrame
     metrics: pl.DataFrame  # per split + mean + std rows
     seconds: float
-
-
-def run_spec(cfg: dict, name: str) -> dict:
-    for run in cfg["runs"]:
-        if run["name"] == name:
-            return run
-    raise HarnessError(f"no run named {name!r} in config synthesis.runs")
 
 
 def feature_names(design: pl.DataFrame, blocks, with_size: bool = False) -> list[str]:
