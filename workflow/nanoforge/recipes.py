@@ -54,7 +54,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import polars as pl
 
@@ -239,6 +239,17 @@ class RawRow:
     count_unknown_values: tuple = ()  # numeric values meaning "not counted" (CSV: -1)
     empty_names: tuple = ()  # name texts meaning "no reactant in this slot" (loose keys)
     malformed: str | None = None  # why the row could not be split into fields
+
+
+VALUE_FIELDS = ("product", "injection_temp", "reaction_temp", "time", "heating_rate", "size",
+                "spread", "count", "shape")
+"""The :class:`RawRow` fields that hold one source cell each."""
+
+
+def _value_cells(cell: Callable[[str], Cell]) -> dict[str, Cell]:
+    """The :data:`VALUE_FIELDS` of a :class:`RawRow`, each read by ``cell(field)`` (the
+    reader's column lookup), as keyword arguments for :class:`RawRow`."""
+    return {fld: cell(fld) for fld in VALUE_FIELDS}
 
 
 @dataclass
@@ -428,6 +439,19 @@ def _header_key(text) -> str:
     return clean_text(text).casefold()
 
 
+def _header_problems(missing: list[str], doubled: list[str], unpaired: list[str] | None = None) -> str:
+    """The header's faults as one message part ('' when there are none): missing columns,
+    columns without their partner, columns given twice."""
+    problem = []
+    if missing:
+        problem.append(f"missing column(s) {', '.join(missing)}")
+    if unpaired:
+        problem.append(f"missing partner column(s) {', '.join(unpaired)}")
+    if doubled:
+        problem.append(f"column(s) given twice: {', '.join(doubled)}")
+    return "; ".join(problem)
+
+
 WORKBOOK_COLUMNS = {
     "product": "Nanocrystal Composition",
     "injection_temp": "injection temperature/℃",
@@ -489,14 +513,10 @@ def read_workbook(path: str | Path, source: str) -> Iterable[RawRow]:
                 pairs.append((i + 1, i))
         if not pairs:
             missing.append(f"{WORKBOOK_AMOUNT!r} + {WORKBOOK_NAME!r} pairs")
-        if missing or doubled:
-            problem = []
-            if missing:
-                problem.append(f"missing column(s) {', '.join(missing)}")
-            if doubled:
-                problem.append(f"column(s) given twice: {', '.join(doubled)}")
+        problems = _header_problems(missing, doubled)
+        if problems:
             raise RecipeFormatError(
-                f"{path}: sheet {ws.title!r}: {'; '.join(problem)} "
+                f"{path}: sheet {ws.title!r}: {problems} "
                 f"(header found: {', '.join(clean_text(h) for h in header if h is not None)})")
 
         width = len(header)
@@ -522,15 +542,7 @@ def read_workbook(path: str | Path, source: str) -> Iterable[RawRow]:
                 source_row=n,
                 raw=raw,
                 fingerprint=raw_json,
-                product=cell("product"),
-                injection_temp=cell("injection_temp"),
-                reaction_temp=cell("reaction_temp"),
-                time=cell("time"),
-                heating_rate=cell("heating_rate"),
-                size=cell("size"),
-                spread=cell("spread"),
-                count=cell("count"),
-                shape=cell("shape"),
+                **_value_cells(cell),
                 shape_is_index=False,
                 reactants=[(Cell(values[ni], label[ni]), Cell(values[ai], label[ai])) for ni, ai in pairs],
                 doi=values[cols["doi"]],
@@ -575,16 +587,10 @@ def read_processed_csv(path: str | Path, source: str) -> Iterable[RawRow]:
         unpaired = [f"{L}{i}" for L in letters for i in (1, 2) if f"{L}{3 - i}" in header and f"{L}{i}" not in header]
         if not letters:
             missing.append("reactant columns A1/A2 (amount/name pairs)")
-        if missing or doubled or unpaired:
-            problem = []
-            if missing:
-                problem.append(f"missing column(s) {', '.join(missing)}")
-            if unpaired:
-                problem.append(f"missing partner column(s) {', '.join(unpaired)}")
-            if doubled:
-                problem.append(f"column(s) given twice: {', '.join(doubled)}")
+        problems = _header_problems(missing, doubled, unpaired)
+        if problems:
             raise RecipeFormatError(
-                f"{path}: {'; '.join(problem)} (header found: {', '.join(header)}). Expected the "
+                f"{path}: {problems} (header found: {', '.join(header)}). Expected the "
                 f"processed-recipe layout: {', '.join(CSV_COLUMNS.values())}, T1 and reactant "
                 f"pairs A1..M1 (mmol) / A2..M2 (names).")
         pairs = [(f"{L}2", f"{L}1") for L in letters]
@@ -617,15 +623,7 @@ def read_processed_csv(path: str | Path, source: str) -> Iterable[RawRow]:
                     source_row=n,
                     raw=raw,
                     fingerprint=json.dumps([v for i, v in enumerate(values) if i != id_i]),
-                    product=cell("product"),
-                    injection_temp=cell("injection_temp"),
-                    reaction_temp=cell("reaction_temp"),
-                    time=cell("time"),
-                    heating_rate=cell("heating_rate"),
-                    size=cell("size"),
-                    spread=cell("spread"),
-                    count=cell("count"),
-                    shape=cell("shape"),
+                    **_value_cells(cell),
                     shape_is_index=True,
                     reactants=[(Cell(raw.get(nc), nc), Cell(raw.get(ac), ac)) for nc, ac in pairs],
                     source_id=sid or None,

@@ -31,21 +31,13 @@ import numpy as np
 import polars as pl
 from numba import njit
 
-from nanoforge.shapes.descriptors import SHAPE_COLUMNS
+from nanoforge.shapes.descriptors import GEOMETRIC_COLUMNS, SHAPE_COLUMNS
 
 NOISE = -1
 UNCLUSTERED = -2
 
 DEFAULT_FEATURES = [
-    "circularity",
-    "solidity",
-    "convexity",
-    "aspect_ratio",
-    "rectangularity",
-    "eccentricity",
-    "radial_cv",
-    "corner_count",
-    "concave_count",
+    *GEOMETRIC_COLUMNS,
     "fd_m1",
     "fd_m2",
     "fd_m3",

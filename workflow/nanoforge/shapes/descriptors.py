@@ -68,7 +68,7 @@ HU_FLOOR = 1e-12  # |Hu invariant| below this is taken as this (values of ~0 are
 
 FD_COLUMNS = ["fd_m1"] + [f"fd_{s}{k}" for k in range(2, N_HARMONICS + 1) for s in ("p", "m")]
 HU_COLUMNS = [f"hu_{i}" for i in range(1, 8)]
-SHAPE_COLUMNS = [
+GEOMETRIC_COLUMNS = [
     "circularity",
     "solidity",
     "convexity",
@@ -78,9 +78,10 @@ SHAPE_COLUMNS = [
     "radial_cv",
     "corner_count",
     "concave_count",
-    *HU_COLUMNS,
-    *FD_COLUMNS,
 ]
+"""The geometric descriptors (measured on the smoothed outline)."""
+
+SHAPE_COLUMNS = [*GEOMETRIC_COLUMNS, *HU_COLUMNS, *FD_COLUMNS]
 """Descriptor columns (all dimensionless, invariant to position, rotation and scale)."""
 
 SIZE_COLUMNS = ["area_px", "perimeter_px", "n_components"]
