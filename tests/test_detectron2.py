@@ -264,10 +264,18 @@ def test_training_writes_checkpoints_and_resumes(tiny_set, tmp_path):
     s2 = train_detector([tiny_set], out, overrides=FAST, device="cpu", seed=1, threads=1)
     assert s2["fingerprint"] == s1["fingerprint"]
     assert s2["start_iter"] == 2  # continued, not restarted
-    # a changed config trains afresh in its own folder
-    s3 = train_detector([tiny_set], out, overrides={**FAST, "SOLVER.MAX_ITER": 2}, device="cpu", seed=1,
+    # more iterations continue the same training; fewer than the checkpoint holds start over
+    s3 = train_detector([tiny_set], out, overrides={**FAST, "SOLVER.MAX_ITER": 6}, device="cpu", seed=1,
                         threads=1)
-    assert s3["fingerprint"] != s1["fingerprint"] and s3["start_iter"] == 0
+    assert s3["fingerprint"] == s1["fingerprint"] and s3["start_iter"] == 4 and s3["max_iter"] == 6
+    s4 = train_detector([tiny_set], out, overrides={**FAST, "SOLVER.MAX_ITER": 2}, device="cpu", seed=1,
+                        threads=1)
+    assert s4["fingerprint"] == s1["fingerprint"] and s4["start_iter"] == 0
+    assert not (ckdir / "model_0000005.pth").exists()
+    # any other change trains afresh in its own folder
+    s5 = train_detector([tiny_set], out, overrides={**FAST, "SOLVER.BASE_LR": 0.01}, device="cpu", seed=1,
+                        threads=1)
+    assert s5["fingerprint"] != s1["fingerprint"] and s5["start_iter"] == 0
 
     det = ParticleDetector.from_output(out, device="cpu")
     from PIL import Image

@@ -23,8 +23,9 @@ brightness/contrast/gamma jitter.
 Training behaviour is added through hooks of Detectron2's ``DefaultTrainer`` (checkpointing
 every ``SOLVER.CHECKPOINT_PERIOD`` iterations, keeping the last few; a JSON metrics log).
 Checkpoints live in ``<output_dir>/checkpoints/<fingerprint>/``, where the fingerprint
-hashes the full config and the training images: a killed run with the same config resumes
-from its last checkpoint; a changed config starts afresh in a new folder.
+hashes the config (all but the iteration count) and the training images: a killed run with
+the same config resumes from its last checkpoint, a raised ``SOLVER.MAX_ITER`` continues
+from it, a lowered one trains afresh; any other change starts afresh in a new folder.
 """
 
 from __future__ import annotations
@@ -403,10 +404,14 @@ def _trainer_class():
 
 
 def fingerprint(cfg, sets: Sequence[TrainSet]) -> str:
-    """Hash of the training config and images: the checkpoint folder's name."""
+    """Hash of the training config and images: the checkpoint folder's name. The iteration
+    count is left out, so that raising ``SOLVER.MAX_ITER`` continues the same training from
+    its last checkpoint (the cosine schedule is then stretched to the new length: the
+    learning rate rises again, a warm restart) instead of starting over."""
     c = cfg.clone()
     c.defrost()
     c.OUTPUT_DIR = ""
+    c.SOLVER.MAX_ITER = 0
     c.DATASETS.TRAIN = ()
     h = hashlib.sha256(c.dump().encode())
     for s in sets:
@@ -417,6 +422,21 @@ def fingerprint(cfg, sets: Sequence[TrainSet]) -> str:
             h.update(coco.image_key(img).encode())
         h.update(str(len(doc["annotations"])).encode())
     return h.hexdigest()[:16]
+
+
+def _last_iteration(ckpt_dir: Path) -> int:
+    """Iteration of the last checkpoint in ``ckpt_dir`` (-1: none)."""
+    last = ckpt_dir / "last_checkpoint"
+    if not last.is_file():
+        return -1
+    name = last.read_text().strip()
+    if name == "model_final.pth":
+        state = torch.load(ckpt_dir / name, map_location="cpu", weights_only=False)
+        return int(state.get("iteration", -1))
+    try:
+        return int(Path(name).stem.split("_")[-1])
+    except ValueError:
+        return -1
 
 
 def train_detector(
@@ -459,6 +479,11 @@ def train_detector(
     cfg.OUTPUT_DIR = str(ckpt_dir)
     cfg.freeze()
 
+    if resume and _last_iteration(ckpt_dir) >= cfg.SOLVER.MAX_ITER:
+        LOG.info("%s holds a longer training (%d iterations) than asked (%d): training afresh",
+                 ckpt_dir, _last_iteration(ckpt_dir) + 1, cfg.SOLVER.MAX_ITER)
+        for f in ckpt_dir.iterdir():
+            f.unlink()
     trainer = _trainer_class()(cfg)
     trainer.resume_or_load(resume=resume)
     start_iter = trainer.start_iter
