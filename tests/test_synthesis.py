@@ -288,6 +288,81 @@ def test_vote_builds_members():
         models.build_pipeline("vote", "size", {"members": ["zz"]}, ["a__x"], models=cfgs)
 
 
+class _SizeRec(BaseEstimator, RegressorMixin):
+    """Records the rows and targets it is fitted on; predicts ln(size) = column 1 of X."""
+
+    def fit(self, X, y):
+        FITS.append({"what": "size", "rows": set(np.asarray(X)[:, 0].astype(int)), "y": np.asarray(y)})
+        return self
+
+    def predict(self, X):
+        return np.asarray(X)[:, 1]
+
+
+class _ClfRec(BaseEstimator, ClassifierMixin):
+    def fit(self, X, y):
+        FITS.append({"what": "clf", "rows": set(np.asarray(X)[:, 0].astype(int)), "X": np.asarray(X)})
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        FITS.append({"what": "predict", "X": np.asarray(X)})
+        return np.full(len(X), self.classes_[0], dtype=object)
+
+
+def test_stack_sees_predicted_size_never_the_measured_one():
+    design = _synthetic_design()
+    # column 1 of X is a noisy ln(size): what the recording size model "predicts"
+    rng = np.random.default_rng(1)
+    design = design.with_columns(pl.Series("test__x", np.log(design["size_nm"].to_numpy()) + rng.normal(0, 0.3, design.height)))
+    cfg = _cfg({})
+    cfg["models"] = {"st": {"kind": "stack", "params": {"size_model": "s", "classifier": "c", "cv": 3}},
+                     "s": {"params": {}}, "c": {"params": {}}}
+    run = {"name": "r", "task": "shape", "model": "st", "features": "t"}
+
+    def make(params, names):
+        est = models.SizeStackedClassifier(_SizeRec(), _ClfRec(), cv=3)
+        return Pipeline([("filter", FeatureFilter(names, min_count=1)), ("model", est)])
+
+    FITS.clear()
+    evaluate_run(design, cfg, run, "P", make_pipeline=make)
+    sizes = design["size_nm"].to_numpy()
+    splits = make_splits(design, "P", ProtocolSettings.from_config(cfg, "shape"))
+    per_split = 3 + 1 + 1 + 1  # 3 out-of-fold size fits, the size refit, the classifier, predict
+    assert len(FITS) == per_split * len(splits)
+    for k, sp in enumerate(splits):
+        fits = FITS[k * per_split:(k + 1) * per_split]
+        size_fits = [f for f in fits if f["what"] == "size"]
+        for f in size_fits:  # trained on training rows and their ln(size) only
+            assert f["rows"] <= set(sp.train.tolist())
+            assert np.allclose(np.sort(f["y"]), np.sort(np.log(sizes[sorted(f["rows"])])))
+        clf = next(f for f in fits if f["what"] == "clf")
+        # the classifier's extra column is the (out-of-fold) prediction, not the measured size
+        assert np.allclose(clf["X"][:, -1], clf["X"][:, 1])
+        pred = next(f for f in fits if f["what"] == "predict")
+        assert pred["X"].shape[0] == sp.val.size
+        assert np.allclose(pred["X"][:, -1], pred["X"][:, 1])
+        assert not np.allclose(pred["X"][:, -1], np.log(sizes[np.sort(sp.val)]))
+    with pytest.raises(ValueError, match="measured sizes"):
+        models.SizeStackedClassifier(_SizeRec(), _ClfRec()).fit(np.zeros((6, 2)), ["a"] * 6)
+
+
+def test_stack_builds_from_the_config():
+    cfgs = {"et": {"params": {"n_estimators": 3, "log_target": True}}, "etc": {"kind": "et", "params": {"n_estimators": 4}},
+            "st": {"kind": "stack", "params": {"size_model": "et", "classifier": "etc"}}}
+    pipe = models.build_pipeline("stack", "shape", cfgs["st"]["params"], ["a__x"], models=cfgs)
+    st = pipe.named_steps["model"]
+    assert st.size_estimator.n_estimators == 3 and st.classifier.n_estimators == 4 and st.cv == 3
+    with pytest.raises(models.ModelConfigError, match="shape runs"):
+        models.build_pipeline("stack", "size", cfgs["st"]["params"], ["a__x"], models=cfgs)
+    with pytest.raises(models.ModelConfigError, match="params.classifier"):
+        models.build_pipeline("stack", "shape", {"size_model": "et"}, ["a__x"], models=cfgs)
+    with pytest.raises(models.ModelConfigError, match="'zz' is not a plain model"):
+        models.build_pipeline("stack", "shape", {"size_model": "zz", "classifier": "etc"}, ["a__x"], models=cfgs)
+    fp = models.fit_params({}, ["a", "b"], [2.0, 3.0], "stack")
+    assert list(fp) == ["model__size"] and fp["model__size"].tolist() == [2.0, 3.0]
+
+
 def test_comparison_table_lists_runs_and_anchors():
     size = metrics.summarize(pl.DataFrame({"fold": ["0", "1"], "mae_nm": [1.4, 1.5], "mse_nm2": [4.0, 4.0],
                                            "rmse_nm": [2.0, 2.0], "mape_pct": [20.0, 20.0], "r2": [0.7, 0.72]}), "size")

@@ -119,12 +119,12 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
             for params in cands:
                 rows = rows_for(params, itr)
                 pipe = factory(params)
-                pipe.fit(X[rows], y[rows], **models_mod.fit_params(params, families[rows]))
+                pipe.fit(X[rows], y[rows], **models_mod.fit_params(params, families[rows], sizes[rows], kind))
                 inner_scores.append(_score(task, y[iva], pipe.predict(X[iva])))
             chosen = cands[int(np.argmin(inner_scores))]
         train = rows_for(chosen, sp.train)
         pipe = factory(chosen)
-        pipe.fit(X[train], y[train], **models_mod.fit_params(chosen, families[train]))
+        pipe.fit(X[train], y[train], **models_mod.fit_params(chosen, families[train], sizes[train], kind))
         pred = pipe.predict(X[sp.val])
         if task == "size":
             m = M.size_metrics(y[sp.val].astype(float), pred.astype(float))

@@ -14,6 +14,13 @@ Besides the estimator's own parameters, three keys are handled outside the estim
                          config ``synthesis.train_max_size_nm`` for this candidate (applied by
                          the harness).
 
+``stack`` (shape only) is a two-stage classifier: ``params.size_model`` (a size model of
+``synthesis.models``) predicts ln(size) from the recipe, and ``params.classifier`` (a shape
+model) classifies from the recipe plus that predicted size. The classifier is trained on
+out-of-fold size predictions of the training rows (``params.cv``-fold, default 3), so that it
+learns how far the size model can be trusted; the measured size of a validation row is never
+an input (the harness gives the training rows' sizes to ``fit`` only).
+
 For ``vote``, ``params.members`` lists the member models; a member's parameter is set with
 ``<member>__<name>`` (in ``params`` or ``grid``), on top of the member's own ``params``.
 Every model is a pipeline ``FeatureFilter`` (fitted on the training rows) -> estimator.
@@ -34,11 +41,13 @@ from sklearn.ensemble import (
     VotingClassifier,
     VotingRegressor,
 )
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 
 from nanoforge.features.select import FeatureFilter
 
-KINDS = ("rf", "et", "lgbm", "vote")
+KINDS = ("rf", "et", "lgbm", "vote", "stack")
 TASKS = ("size", "shape")
 SPECIAL = ("log_target", "family_weight_power", "train_max_size_nm")
 
@@ -64,8 +73,62 @@ def candidates(model_cfg: dict) -> list[dict]:
     return out or [base]
 
 
+class SizeStackedClassifier(ClassifierMixin, BaseEstimator):
+    """Shape from the recipe plus a predicted size: ``size_estimator`` regresses ln(size),
+    ``classifier`` sees X with one more column, the predicted ln(size) (out-of-fold on the
+    rows it is fitted on, from the size model refitted on all of them at prediction)."""
+
+    def __init__(self, size_estimator=None, classifier=None, cv: int = 3, seed: int = 0):
+        self.size_estimator = size_estimator
+        self.classifier = classifier
+        self.cv = cv
+        self.seed = seed
+
+    def fit(self, X, y, size=None, sample_weight=None):
+        if size is None:
+            raise ValueError("SizeStackedClassifier.fit needs the measured sizes of the training rows (size=)")
+        X = np.asarray(X, dtype=float)
+        log_size = np.log(np.asarray(size, dtype=float))
+        folds = KFold(int(self.cv), shuffle=True, random_state=self.seed)
+        oof = cross_val_predict(clone(self.size_estimator), X, log_size, cv=folds)
+        self.size_estimator_ = clone(self.size_estimator).fit(X, log_size)
+        extra = {} if sample_weight is None else {"sample_weight": sample_weight}
+        self.classifier_ = clone(self.classifier).fit(np.column_stack([X, oof]), y, **extra)
+        self.classes_ = self.classifier_.classes_
+        return self
+
+    def _stacked(self, X):
+        X = np.asarray(X, dtype=float)
+        return np.column_stack([X, self.size_estimator_.predict(X)])
+
+    def predict(self, X):
+        return self.classifier_.predict(self._stacked(X))
+
+    def predict_proba(self, X):
+        return self.classifier_.predict_proba(self._stacked(X))
+
+
+def _member(models: dict, name: str, owner: str, task: str, seed: int, threads: int):
+    """The estimator of model ``name`` of ``synthesis.models`` (its own params, without the
+    harness-level keys), as a part of model ``owner``."""
+    mcfg = models.get(name)
+    if mcfg is None or mcfg.get("kind", name) in ("vote", "stack"):
+        raise ModelConfigError(f"model {owner}: {name!r} is not a plain model of synthesis.models")
+    mp = {k: v for k, v in (mcfg.get("params") or {}).items() if k not in SPECIAL}
+    return _estimator(mcfg.get("kind", name), task, mp, seed, threads, models)
+
+
 def _estimator(kind: str, task: str, params: dict, seed: int, threads: int, models: dict):
     p = dict(params)
+    if kind == "stack":
+        if task != "shape":
+            raise ModelConfigError("model stack: predicts shape from a predicted size; use it for shape runs")
+        for key in ("size_model", "classifier"):
+            if not p.get(key):
+                raise ModelConfigError(f"model stack: params.{key} must name a model of synthesis.models")
+        return SizeStackedClassifier(_member(models, p["size_model"], "stack", "size", seed, threads),
+                                     _member(models, p["classifier"], "stack", "shape", seed, threads),
+                                     cv=int(p.get("cv", 3)), seed=seed)
     if kind == "rf":
         cls = RandomForestRegressor if task == "size" else RandomForestClassifier
         return cls(random_state=seed, n_jobs=threads, **p)
@@ -132,9 +195,13 @@ def family_weights(families, power: float) -> np.ndarray:
     return w / w.mean()
 
 
-def fit_params(params: dict, families) -> dict:
-    """Keyword arguments for ``Pipeline.fit``: the family weights, when asked for."""
+def fit_params(params: dict, families, sizes=None, kind: str = "") -> dict:
+    """Keyword arguments for ``Pipeline.fit``: the family weights, when asked for, and the
+    measured sizes of the training rows for a ``stack`` model."""
+    out = {}
+    if kind == "stack":
+        out["model__size"] = np.asarray(sizes, dtype=float)
     power = params.get("family_weight_power", 0) or 0
-    if not power:
-        return {}
-    return {"model__sample_weight": family_weights(families, power)}
+    if power:
+        out["model__sample_weight"] = family_weights(families, power)
+    return out

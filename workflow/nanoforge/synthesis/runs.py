@@ -17,14 +17,16 @@ def run_spec(cfg: dict, name: str) -> dict:
 
 def run_config(cfg: dict, name: str) -> dict:
     """The part of the ``synthesis`` config that run ``name`` depends on (its model, the
-    members of a vote, its feature set, the protocol settings), so that a workflow reruns a
+    members of a vote or stack, its feature set, the protocol settings), so that a workflow reruns a
     run only when something it uses changes."""
     run = run_spec(cfg, name)
     models = {}
     model = cfg["models"].get(run["model"])
     if model is not None:
         models[run["model"]] = model
-        for member in (model.get("params") or {}).get("members", []) or []:
+        params = model.get("params") or {}
+        parts = list(params.get("members", []) or []) + [params[k] for k in ("size_model", "classifier") if params.get(k)]
+        for member in parts:
             if member in cfg["models"]:
                 models[member] = cfg["models"][member]
     features = {run["features"]: cfg["feature_sets"][run["features"]]} if run["features"] in cfg["feature_sets"] else {}
