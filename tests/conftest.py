@@ -33,6 +33,22 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def processed_recipes(tmp_path_factory, shared_data):
+    """The paper's processed CSV, ingested by the project's own ingestion (recipes.parquet rows)."""
+    import polars as pl
+
+    from nanoforge.recipes import ingest
+
+    tmp = tmp_path_factory.mktemp("recipes")
+    for name in ("recipes_processed.csv", "chemical_abbreviations.xlsx", "shapes_list.txt"):
+        shutil.copyfile(shared_data / "recipes" / name, tmp / name)
+    result = ingest([{"name": "processed_csv", "path": str(tmp / "recipes_processed.csv"), "format": "csv"}],
+                    tmp / "chemical_abbreviations.xlsx", tmp / "shapes_list.txt")
+    result.write(tmp / "recipes.parquet", tmp / "rejected.parquet")
+    return pl.read_parquet(tmp / "recipes.parquet")
+
+
 def copy_inputs(shared: Path, workdir: Path) -> None:
     dest = workdir / "resources" / "recipes"
     dest.mkdir(parents=True, exist_ok=True)
@@ -47,6 +63,20 @@ def write_config(workdir: Path, overrides: dict | None = None) -> Path:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+def tem_workdir(workdir: Path, shared: Path, datasets: list[str], overrides: dict | None = None) -> Path:
+    """A working directory for the TEM stage: ``datasets`` copied from the shared folder into
+    resources/tem/ (the others come through the mirror rule from the shared folder), the tiny
+    config with that mirror, the checksum of sophon_example and ``overrides``."""
+    from nanoforge.tem.resources import tree_sha256
+
+    for name in datasets:
+        shutil.copytree(shared / "tem" / name, workdir / "resources" / "tem" / name, copy_function=shutil.copyfile)
+    base = {"download": {"mirrors": [str(shared / "tem")]},
+            "tem": {"datasets": {"sophon_example": {"sha256": tree_sha256(shared / "tem" / "sophon_example")}}}}
+    _merge(base, overrides or {})
+    return write_config(workdir, base)
 
 
 def _merge(base: dict, extra: dict) -> None:

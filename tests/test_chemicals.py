@@ -5,7 +5,6 @@ recipe data, and bad tables are rejected with the line named."""
 from __future__ import annotations
 
 import csv
-import shutil
 
 import polars as pl
 import pytest
@@ -42,20 +41,6 @@ def _write(path, rows):
 @pytest.fixture(scope="module")
 def table() -> ChemicalTable:
     return ChemicalTable.read(DEFAULT_PATH)
-
-
-@pytest.fixture(scope="module")
-def processed_recipes(tmp_path_factory, shared_data) -> pl.DataFrame:
-    """The paper's processed CSV, ingested by the project's own ingestion."""
-    from nanoforge.recipes import ingest
-
-    tmp = tmp_path_factory.mktemp("recipes")
-    for name in ("recipes_processed.csv", "chemical_abbreviations.xlsx", "shapes_list.txt"):
-        shutil.copyfile(shared_data / "recipes" / name, tmp / name)
-    result = ingest([{"name": "processed_csv", "path": str(tmp / "recipes_processed.csv"), "format": "csv"}],
-                    tmp / "chemical_abbreviations.xlsx", tmp / "shapes_list.txt")
-    result.write(tmp / "recipes.parquet", tmp / "rejected.parquet")
-    return pl.read_parquet(tmp / "recipes.parquet")
 
 
 def test_committed_table_is_valid_and_small(table):

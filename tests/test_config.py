@@ -3,7 +3,6 @@ run with a message that names the key."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import yaml

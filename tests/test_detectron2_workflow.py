@@ -5,15 +5,13 @@ training after a simulated kill."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import polars as pl
 import pytest
 import yaml
 
-from conftest import run_snakemake, write_config
+from conftest import run_snakemake, tem_workdir
 from nanoforge.tem import coco
-from nanoforge.tem.resources import tree_sha256
 
 pytestmark = pytest.mark.workflow
 
@@ -23,11 +21,7 @@ COPIED = ["pbse_fig2b", "emps_dev", "sophon_example"]
 @pytest.fixture(scope="module")
 def weak_run(tmp_path_factory, shared_data):
     wd = tmp_path_factory.mktemp("weak_wf")
-    for name in COPIED:
-        shutil.copytree(shared_data / "tem" / name, wd / "resources" / "tem" / name, copy_function=shutil.copyfile)
-    write_config(wd, {
-        "download": {"mirrors": [str(shared_data / "tem")]},
-        "tem": {"datasets": {"sophon_example": {"sha256": tree_sha256(shared_data / "tem" / "sophon_example")}}},
+    tem_workdir(wd, shared_data, COPIED, {
         "segmentation": {"methods": ["weak_labels"]},  # the classical baseline has its own test
         "detector": {"opts": {"TEST.DETECTIONS_PER_IMAGE": 100, "MODEL.RPN.POST_NMS_TOPK_TRAIN": 200,
                               "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": 64}},

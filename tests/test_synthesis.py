@@ -5,7 +5,6 @@ reaches any fitted filter, scaler or model, including the fits of model selectio
 from __future__ import annotations
 
 import math
-import shutil
 
 import numpy as np
 import polars as pl
@@ -61,18 +60,9 @@ def test_summarize_mean_and_std_over_folds():
 
 
 @pytest.fixture(scope="module")
-def real_keys(tmp_path_factory, shared_data) -> pl.DataFrame:
+def real_keys(processed_recipes) -> pl.DataFrame:
     """Key columns (no features) of the paper's processed CSV, through the project's ingestion."""
-    from nanoforge.recipes import ingest
-
-    tmp = tmp_path_factory.mktemp("keys")
-    for name in ("recipes_processed.csv", "chemical_abbreviations.xlsx", "shapes_list.txt"):
-        shutil.copyfile(shared_data / "recipes" / name, tmp / name)
-    result = ingest([{"name": "processed_csv", "path": str(tmp / "recipes_processed.csv"), "format": "csv"}],
-                    tmp / "chemical_abbreviations.xlsx", tmp / "shapes_list.txt")
-    result.write(tmp / "recipes.parquet", tmp / "rejected.parquet")
-    recipes = pl.read_parquet(tmp / "recipes.parquet")
-    return RecipeFeaturizer(ChemicalTable.read(DEFAULT_PATH), blocks=()).fit_transform(recipes)
+    return RecipeFeaturizer(ChemicalTable.read(DEFAULT_PATH), blocks=()).fit_transform(processed_recipes)
 
 
 def test_paper_folds_are_recomputed_exactly(real_keys, shared_data):

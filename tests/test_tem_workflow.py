@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-import shutil
 
 import polars as pl
 import pytest
 
-from conftest import run_snakemake, write_config
+from conftest import run_snakemake, tem_workdir, write_config
 from nanoforge.config import ConfigError, validate_config
 from nanoforge.tem import coco
 from nanoforge.tem.measure import PARTICLES_SCHEMA
-from nanoforge.tem.resources import tree_sha256
 
 pytestmark = pytest.mark.workflow
 
@@ -22,11 +20,7 @@ COPIED = ["pbse_fig2b", "emps_dev", "yolo_boxes"]  # sophon_example comes throug
 @pytest.fixture(scope="module")
 def tem_run(tmp_path_factory, shared_data):
     wd = tmp_path_factory.mktemp("tem_wf")
-    for name in COPIED:
-        shutil.copytree(shared_data / "tem" / name, wd / "resources" / "tem" / name, copy_function=shutil.copyfile)
-    sophon_sha = tree_sha256(shared_data / "tem" / "sophon_example")
-    write_config(wd, {"download": {"mirrors": [str(shared_data / "tem")]},
-                      "tem": {"datasets": {"sophon_example": {"sha256": sophon_sha}}}})
+    tem_workdir(wd, shared_data, COPIED)
     targets = ["results/segmentation/evaluation/metrics.csv", "results/tem/synthetic/real_vs_synthetic.png",
                "results/tem/synthetic/train/annotations.json", "results/tem/groundtruth/emps_dev_train.json"]
     proc = run_snakemake(wd, *targets)

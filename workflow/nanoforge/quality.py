@@ -126,10 +126,9 @@ def _hbar(ax, wide: pl.DataFrame, sources: list[str], colors, title: str, top: i
 def plot_summary(summary: pl.DataFrame, path: str | Path, top: int = 15) -> Path:
     """Six panels: rows accepted/rejected per source, top rejection reasons, flags on
     accepted rows, top products, shapes, label sources."""
-    import matplotlib
+    from nanoforge.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     sources = list(dict.fromkeys(summary["source"].to_list()))
@@ -169,11 +168,7 @@ def plot_summary(summary: pl.DataFrame, path: str | Path, top: int = 15) -> Path
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors]
     fig.legend(handles, sources, loc="outside upper right", ncols=len(sources), fontsize=9, title="source")
     fig.suptitle("Recipe data quality", fontsize=13, fontweight="bold", x=0.01, ha="left")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_summary(recipes_path: str | Path, rejected_path: str | Path,

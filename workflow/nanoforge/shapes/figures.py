@@ -6,17 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import polars as pl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
+from nanoforge.plotting import pyplot, save_figure
+from nanoforge.shapes.cluster import NOISE, UNCLUSTERED
+from nanoforge.shapes.descriptors import decode_crops
+from nanoforge.shapes.labels import SHARE_COLUMNS
+from nanoforge.tem.shapes import SHAPES
 
-from nanoforge.shapes.cluster import NOISE, UNCLUSTERED  # noqa: E402
-from nanoforge.shapes.descriptors import decode_crops  # noqa: E402
-from nanoforge.shapes.labels import SHARE_COLUMNS  # noqa: E402
-from nanoforge.tem.shapes import SHAPES  # noqa: E402
+plt = pyplot()
 
 SHAPE_COLOURS = dict(zip(SHAPES, plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2]))
 
@@ -38,10 +37,7 @@ def _names(mapping: pl.DataFrame) -> dict[int, str]:
 
 
 def _save(fig, out: str | Path) -> None:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out, bbox_inches="tight")
 
 
 def plot_embedding(clusters: pl.DataFrame, mapping: pl.DataFrame, out: str | Path, n_points: int = 5000,

@@ -108,13 +108,15 @@ class SizeStackedClassifier(ClassifierMixin, BaseEstimator):
         return self.classifier_.predict_proba(self._stacked(X))
 
 
-def _member(models: dict, name: str, owner: str, task: str, seed: int, threads: int):
-    """The estimator of model ``name`` of ``synthesis.models`` (its own params, without the
-    harness-level keys), as a part of model ``owner``."""
+def _member(models: dict, name: str, owner: str, task: str, seed: int, threads: int,
+            overrides: dict | None = None):
+    """The estimator of model ``name`` of ``synthesis.models`` (its own params updated by
+    ``overrides``, without the harness-level keys), as a part of model ``owner``."""
     mcfg = models.get(name)
     if mcfg is None or mcfg.get("kind", name) in ("vote", "stack"):
-        raise ModelConfigError(f"model {owner}: {name!r} is not a plain model of synthesis.models")
-    mp = {k: v for k, v in (mcfg.get("params") or {}).items() if k not in SPECIAL}
+        raise ModelConfigError(f"model {owner}: member {name!r} is not a plain model of synthesis.models")
+    mp = {**(mcfg.get("params") or {}), **(overrides or {})}
+    mp = {k: v for k, v in mp.items() if k not in SPECIAL}
     return _estimator(mcfg.get("kind", name), task, mp, seed, threads, models)
 
 
@@ -153,16 +155,7 @@ def _estimator(kind: str, task: str, params: dict, seed: int, threads: int, mode
             if name in SPECIAL:
                 raise ModelConfigError(f"model vote: set {name} on the vote model, not on member {member}")
             own[member][name] = value
-        ests = []
-        for m in members:
-            mcfg = models.get(m)
-            if mcfg is None or mcfg.get("kind", m) == "vote":
-                raise ModelConfigError(f"model vote: member {m!r} is not a model of synthesis.models")
-            mp = dict(mcfg.get("params") or {})
-            mp.update(own[m])
-            for s in SPECIAL:
-                mp.pop(s, None)
-            ests.append((m, _estimator(mcfg.get("kind", m), task, mp, seed, threads, models)))
+        ests = [(m, _member(models, m, "vote", task, seed, threads, own[m])) for m in members]
         if task == "size":
             return VotingRegressor(ests)
         return VotingClassifier(ests, voting="soft")

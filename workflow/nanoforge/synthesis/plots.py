@@ -7,21 +7,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from nanoforge.plotting import pyplot, save_figure
 from nanoforge.synthesis.metrics import shape_metrics, size_metrics
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def parity_plot(predictions: pl.DataFrame, path: str | Path, title: str = "") -> Path:
     """True vs predicted size of every validation row, coloured by split, with y = x."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 5))
     folds = predictions["fold"].unique(maintain_order=True).to_list()
     cmap = plt.get_cmap("tab10")
@@ -42,11 +34,7 @@ def parity_plot(predictions: pl.DataFrame, path: str | Path, title: str = "") ->
     ax.set_title(f"{title}\npooled MAE {m['mae_nm']:.2f} nm, R² {m['r2']:.2f}", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", markerscale=1.5)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=130)
 
 
 def confusion_plot(predictions: pl.DataFrame, path: str | Path, classes: list[str] | None = None,
@@ -55,7 +43,7 @@ def confusion_plot(predictions: pl.DataFrame, path: str | Path, classes: list[st
     class (row-normalised)."""
     from sklearn.metrics import confusion_matrix
 
-    plt = _plt()
+    plt = pyplot()
     t = predictions["shape_true"].to_numpy().astype(str)
     p = predictions["shape_pred"].to_numpy().astype(str)
     present = sorted(set(t) | set(p))
@@ -77,8 +65,4 @@ def confusion_plot(predictions: pl.DataFrame, path: str | Path, classes: list[st
     m = shape_metrics(t, p)
     ax.set_title(f"{title}\npooled accuracy {m['accuracy']:.3f}, macro F1 {m['f1_macro']:.3f}", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=130)

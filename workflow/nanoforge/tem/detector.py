@@ -642,10 +642,9 @@ class ParticleDetector:
 
 def plot_training(metrics_path: str | Path, out_path: str | Path, summary: dict | None = None) -> None:
     """Training losses (total, RPN and box-head terms) against iteration."""
-    import matplotlib
+    from nanoforge.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = [r for r in read_metrics(metrics_path) if "total_loss" in r]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
@@ -667,5 +666,4 @@ def plot_training(metrics_path: str | Path, out_path: str | Path, summary: dict 
                   f"{summary.get('seconds_per_iter')} s/iteration")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out_path)
-    plt.close(fig)
+    save_figure(fig, out_path, dpi=plt.rcParams["figure.dpi"])

@@ -305,10 +305,9 @@ def overlay(image: np.ndarray, gt: list[dict], pred: list[dict], t: float = 0.5)
 
 def overlay_figure(path: str | Path, panels: list[tuple[str, np.ndarray]], title: str = "") -> None:
     """Save a grid of overlay panels (title, RGB) as one PNG."""
-    import matplotlib
+    from nanoforge.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = len(panels)
     cols = min(n, 3)
@@ -323,9 +322,7 @@ def overlay_figure(path: str | Path, panels: list[tuple[str, np.ndarray]], title
         fig.suptitle(title + "\ngreen: truth matched, cyan: prediction matched (IoU >= 0.5), "
                      "red: false positive, yellow: missed", fontsize=9)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------
@@ -343,10 +340,9 @@ def _read_gray(path: str) -> np.ndarray:
 def size_figure(path: str | Path, rows: list[dict], samples: dict[tuple[str, str], np.ndarray],
                 references: dict[str, np.ndarray]) -> None:
     """Histograms of measured equivalent diameters against each reference."""
-    import matplotlib
+    from nanoforge.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     datasets = list(references)
     fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(5.5 * max(1, len(datasets)), 4), squeeze=False)
@@ -366,9 +362,7 @@ def size_figure(path: str | Path, rows: list[dict], samples: dict[tuple[str, str
         ax.set_title(ds, fontsize=10)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def run_evaluation(

@@ -550,10 +550,9 @@ def figure_synthetic(preset: str, height: int, width: int, seed: int) -> np.ndar
 def real_vs_synthetic_figure(path: str | Path, real: list[tuple[str, np.ndarray]], seed: int) -> list[str]:
     """Two rows: real images on top, below each a synthetic look-alike made with a preset of
     :data:`FIGURE_PRESETS` (in order, cycling) at the same size. Returns the presets used."""
-    import matplotlib
+    from nanoforge.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(FIGURE_PRESETS)
     n = max(len(real), 1)
@@ -574,7 +573,5 @@ def real_vs_synthetic_figure(path: str | Path, real: list[tuple[str, np.ndarray]
     for ax in axes.ravel():
         ax.axis("off")
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
     return used
