@@ -164,3 +164,29 @@ def test_unknown_or_bad_settings_are_errors():
     with pytest.raises(ValueError, match="threshold"):
         WeakLabelParams.from_config({"threshold": "magic"})
     assert WeakLabelParams.from_config({"threshold": "local"}).threshold == "local"
+
+
+def test_a_detection_of_part_of_a_particle_is_a_duplicate():
+    rng = np.random.default_rng(1)
+    img = rng.normal(180, 3, (100, 100)).clip(0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[:100, :100]
+    img[(yy - 50) ** 2 + (xx - 50) ** 2 <= 16 ** 2] = 60
+    boxes = np.array([[33.0, 33, 67, 67],   # the particle
+                      [33.0, 33, 48, 67]])  # its left half, lower score
+    scores = np.array([0.95, 0.9])
+    p = WeakLabelParams(max_mask_iou=0.6, max_inside=1.0, resolve_overlaps=False)
+    inst, dropped = weak_labels_for_image(img, boxes, scores, p)
+    assert len(inst) == 2 and dropped["duplicate"] == 0  # IoU about 0.5: not caught by IoU 0.6
+    inst, dropped = weak_labels_for_image(img, boxes, scores, WeakLabelParams(max_mask_iou=0.6, max_inside=0.8))
+    assert len(inst) == 1 and inst[0].score == 0.95 and dropped["duplicate"] == 1
+
+
+def test_a_particle_cut_by_the_frame_keeps_its_mask_to_the_edge():
+    rng = np.random.default_rng(2)
+    img = rng.normal(180, 3, (80, 80)).clip(0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[:80, :80]
+    img[(yy - 4) ** 2 + (xx - 40) ** 2 <= 14 ** 2] = 60  # centre 4 px below the top edge
+    inst, dropped = weak_labels_for_image(img, np.array([[25.0, 0, 55, 19]]), np.array([0.9]), WeakLabelParams())
+    assert len(inst) == 1, dropped
+    a = inst[0]
+    assert a.row0 == 0 and a.crop[0].sum() >= 20  # the mask reaches the frame along the cut

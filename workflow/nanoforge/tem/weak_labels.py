@@ -19,7 +19,8 @@ The paper's first labelling stage, made explicit. For every detected box (score 
 7. *Plausibility*: the mask is dropped (and counted, by reason) when it fills too little or
    too much of its box, when its own bounding box disagrees with the detection (box IoU
    below ``min_box_iou``), when it is smaller than ``min_area_px``, or when it duplicates a
-   higher-scoring mask (mask IoU above ``max_mask_iou``). Low-confidence boxes are counted
+   higher-scoring mask (mask IoU above ``max_mask_iou``, or more than ``max_inside`` of its
+   area inside that mask: a detection of part of a particle). Low-confidence boxes are counted
    as ``low_score``.
 8. *Overlaps*: a pixel claimed by two kept masks goes to the instance whose box centre is
    nearer (distance scaled by box size), so instances do not share pixels.
@@ -75,7 +76,8 @@ class WeakLabelParams:
     min_fill: float = 0.25  # mask area / box area
     min_separation: float = 1.8  # (median in mask - median of film) / robust std of film
     min_box_iou: float = 0.5  # IoU of the mask's own box with the detection box
-    max_mask_iou: float = 0.6  # a mask overlapping a better one more than this is a duplicate
+    max_mask_iou: float = 0.4  # a mask overlapping a better one more than this is a duplicate
+    max_inside: float = 0.8  # ... or lying this much (fraction of its area) inside a better one
     resolve_overlaps: bool = True
     ignore_band_px: int = 1
     ignore_band_frac: float = 0.05  # of the equivalent diameter
@@ -153,6 +155,16 @@ def image_polarity(img: np.ndarray, boxes: np.ndarray) -> str:
     return "bright" if sum(v > 0 for v in votes) > sum(v < 0 for v in votes) else "dark"
 
 
+def _edge_padded(op, fg: np.ndarray, r: int) -> np.ndarray:
+    """A binary closing or opening with disk radius ``r`` that treats the window's edge as
+    continuing the pixels on it: a particle cut by the image frame keeps its mask up to the
+    frame (with a zero border the erosion would pull it back, and the measurement would not
+    see that the particle is truncated)."""
+    pad = r + 1
+    out = op(np.pad(fg, pad, mode="edge"), structure=_disk(r))
+    return out[pad:-pad, pad:-pad]
+
+
 def mask_in_box(img: np.ndarray, box, p: WeakLabelParams) -> tuple[np.ndarray | None, int, int, str]:
     """Segment the particle of one detection box. Returns (crop, row0, col0, reason):
     crop None and a drop reason when no plausible mask is found, else reason ''."""
@@ -206,10 +218,10 @@ def mask_in_box(img: np.ndarray, box, p: WeakLabelParams) -> tuple[np.ndarray | 
     rc = int(round(p.closing_frac * small))
     ro = int(round(p.opening_frac * small))
     if rc > 0:
-        fg = ndimage.binary_closing(fg, structure=_disk(rc), border_value=0) & in_box
+        fg = _edge_padded(ndimage.binary_closing, fg, rc) & in_box
     fg = ndimage.binary_fill_holes(fg)
     if ro > 0:
-        fg = ndimage.binary_opening(fg, structure=_disk(ro))
+        fg = _edge_padded(ndimage.binary_opening, fg, ro)
 
     # 6. the component that belongs to the box
     lab, n = ndimage.label(fg)
@@ -248,10 +260,11 @@ def mask_in_box(img: np.ndarray, box, p: WeakLabelParams) -> tuple[np.ndarray | 
     return crop, wr0 + int(rows[0]), wc0 + int(cols[0]), ""
 
 
-def _paste_ious(inst: list[Instance], shape) -> np.ndarray:
-    """Pairwise mask IoU of instances whose boxes intersect (sparse; dense matrix returned)."""
+def _paste_overlaps(inst: list[Instance]) -> np.ndarray:
+    """Pairwise intersection (pixels) of the instances' masks (dense matrix, zero where the
+    crops do not meet)."""
     n = len(inst)
-    iou = np.zeros((n, n))
+    inter_px = np.zeros((n, n))
     for i in range(n):
         a = inst[i]
         for j in range(i + 1, n):
@@ -263,9 +276,8 @@ def _paste_ious(inst: list[Instance], shape) -> np.ndarray:
                 continue
             inter = int((a.crop[r0 - a.row0 : r1 - a.row0, c0 - a.col0 : c1 - a.col0]
                          & b.crop[r0 - b.row0 : r1 - b.row0, c0 - b.col0 : c1 - b.col0]).sum())
-            if inter:
-                iou[i, j] = iou[j, i] = inter / (a.crop.sum() + b.crop.sum() - inter)
-    return iou
+            inter_px[i, j] = inter_px[j, i] = inter
+    return inter_px
 
 
 def _resolve_overlaps(inst: list[Instance], shape) -> list[Instance]:
@@ -350,10 +362,13 @@ def weak_labels_for_image(img: np.ndarray, boxes: np.ndarray, scores: np.ndarray
         inst.append(Instance(crop, r0, c0, float(scores[i]), np.asarray(boxes[i], float)))
     # duplicates: a mask overlapping a higher-scoring kept mask too much (inst is by score)
     if len(inst) > 1:
-        iou = _paste_ious(inst, img.shape)
+        inter = _paste_overlaps(inst)
+        area = np.array([a.crop.sum() for a in inst], float)
+        iou = inter / np.maximum(area[:, None] + area[None, :] - inter, 1.0)
+        inside = inter / area[:, None]  # row i: the fraction of mask i inside mask j
         keep = []
         for i in range(len(inst)):
-            if any(iou[i, j] > p.max_mask_iou for j in keep):
+            if any(iou[i, j] > p.max_mask_iou or inside[i, j] > p.max_inside for j in keep):
                 dropped["duplicate"] += 1
             else:
                 keep.append(i)
