@@ -8,7 +8,7 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from nanoforge.config import validate_config  # noqa: E402
+from nanoforge.config import split_weak_label_config, validate_config  # noqa: E402
 
 configfile: "config.yaml"
 

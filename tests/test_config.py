@@ -63,3 +63,13 @@ def test_snakemake_stops_on_bad_config_naming_the_key(workdir):
     proc = run_snakemake(workdir, "-n", check=False)
     assert proc.returncode != 0
     assert "unknown config key 'recipes.colour'" in proc.stdout + proc.stderr
+
+
+def test_weak_label_config_splits_into_morphology_and_detector_overrides():
+    from nanoforge.config import split_weak_label_config
+
+    morph, over = split_weak_label_config({"min_score": 0.5, "test_scales": [1.0, 1.5], "adaptive_scale_target": 0})
+    assert morph == {"min_score": 0.5}
+    assert over == {"NANOFORGE.TEST_SCALES": (1.0, 1.5), "NANOFORGE.ADAPTIVE_SCALE_TARGET": 0.0}
+    assert split_weak_label_config({"min_score": 0.5, "test_scales": None, "adaptive_scale_target": None}) == (
+        {"min_score": 0.5}, {})

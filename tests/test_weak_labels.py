@@ -190,3 +190,27 @@ def test_a_particle_cut_by_the_frame_keeps_its_mask_to_the_edge():
     assert len(inst) == 1, dropped
     a = inst[0]
     assert a.row0 == 0 and a.crop[0].sum() >= 20  # the mask reaches the frame along the cut
+
+
+def test_sweep_scores_each_variant_on_cached_detections(synthetic):
+    from nanoforge.tem.sweep import parse_variant, sweep
+
+    calls = []
+
+    def detect(img):  # the ground-truth boxes of the image, as a perfect detector would give
+        calls.append(1)
+        gt = next(g for im, g in synthetic if im is img)
+        return boxes_of(gt), np.ones(len(gt))
+
+    variants = [{}, parse_variant("min_score=1.5"), parse_variant("max_mask_iou=0.3, resolve_overlaps=false")]
+    assert variants[2] == {"max_mask_iou": 0.3, "resolve_overlaps": False}
+    table = sweep(synthetic, detect, {}, variants)
+    assert len(calls) == len(synthetic)  # one detection per image, whatever the variants
+    assert table["variant"].to_list() == ["(config)", "min_score=1.5", "max_mask_iou=0.3,resolve_overlaps=False"]
+    assert table["ap50"][0] >= 0.85 and table["tp"][1] == 0 and table["ap50"][1] == 0.0
+    n_truth = sum(len(g) for _, g in synthetic)
+    assert all(tp + fn == n_truth for tp, fn in zip(table["tp"], table["fn"]))
+    with pytest.raises(ValueError, match="unknown weak_labels setting 'max_iou'"):
+        parse_variant("max_iou=0.3")
+    with pytest.raises(ValueError, match="is not key=value"):
+        parse_variant("max_mask_iou")

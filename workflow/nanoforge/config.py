@@ -89,3 +89,17 @@ def load_config(path: str | Path) -> dict:
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     return validate_config(raw)
+
+
+def split_weak_label_config(wl: dict) -> tuple[dict, dict]:
+    """Config ``weak_labels`` -> (the morphology settings, for
+    ``nanoforge.tem.weak_labels.WeakLabelParams``; the overrides of the detector's inference
+    settings, from ``test_scales`` and ``adaptive_scale_target`` where given)."""
+    detector_keys = ("test_scales", "adaptive_scale_target")
+    morph = {k: v for k, v in wl.items() if k not in detector_keys}
+    overrides = {}
+    if wl.get("test_scales"):
+        overrides["NANOFORGE.TEST_SCALES"] = tuple(wl["test_scales"])
+    if wl.get("adaptive_scale_target") is not None:
+        overrides["NANOFORGE.ADAPTIVE_SCALE_TARGET"] = float(wl["adaptive_scale_target"])
+    return morph, overrides

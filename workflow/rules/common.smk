@@ -28,14 +28,3 @@ def detector_config_file():
     """The Detectron2 config: relative paths are relative to the repository (the Snakefile)."""
     p = Path(DET_CFG["config"])
     return str(p if p.is_absolute() else Path(workflow.basedir) / p)
-
-
-def weak_label_detector_overrides():
-    """Inference settings of the detector given in config weak_labels (None: the model's)."""
-    wl = config["weak_labels"]
-    out = {}
-    if wl["test_scales"]:
-        out["NANOFORGE.TEST_SCALES"] = tuple(wl["test_scales"])
-    if wl["adaptive_scale_target"] is not None:
-        out["NANOFORGE.ADAPTIVE_SCALE_TARGET"] = float(wl["adaptive_scale_target"])
-    return out

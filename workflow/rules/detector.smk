@@ -96,8 +96,8 @@ rule weak_labels:
     benchmark:
         f"{BENCHMARKS}/weak_labels/{{image_set}}.tsv"
     params:
-        cfg={k: v for k, v in config["weak_labels"].items() if k not in ("test_scales", "adaptive_scale_target")},
-        detector_overrides=weak_label_detector_overrides(),
+        cfg=split_weak_label_config(config["weak_labels"])[0],
+        detector_overrides=split_weak_label_config(config["weak_labels"])[1],
         device=DET_CFG["device"],
     threads: DET_CFG["threads"]
     resources:

@@ -83,16 +83,10 @@ def _method(name: str, cfg: dict, workdir: Path, device: str):
         return lambda img: segment_image(img, c)
     if name == "weak_labels":
         from nanoforge.tem.detector import ParticleDetector
+        from nanoforge.config import split_weak_label_config
         from nanoforge.tem.weak_labels import WeakLabelParams, weak_labels_for_image
 
-        wl = dict(cfg["weak_labels"])
-        overrides = {}
-        scales = wl.pop("test_scales", None)
-        if scales:
-            overrides["NANOFORGE.TEST_SCALES"] = tuple(scales)
-        target = wl.pop("adaptive_scale_target", None)
-        if target is not None:
-            overrides["NANOFORGE.ADAPTIVE_SCALE_TARGET"] = float(target)
+        wl, overrides = split_weak_label_config(cfg["weak_labels"])
         model_dir = workdir / "results" / "detector"
         if not (model_dir / "model_final.pth").is_file():
             raise SystemExit(f"no trained detector in {model_dir}: run the workflow first "
