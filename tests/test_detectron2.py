@@ -213,6 +213,21 @@ def test_mapper_keeps_boxes_on_their_particle_under_augmentation(tmp_path):
     assert checked >= 10
 
 
+def test_training_enlarges_small_particle_images_as_inference_will():
+    small = np.array([[0, 0, 8, 8], [20, 20, 28, 28], [40, 0, 48, 8]], float)  # 8 px: enlarged 2.5x
+    large = small * 4  # 32 px: not enlarged at inference
+    rng = np.random.default_rng(0)
+    cfg = load_config(DEFAULT_CONFIG, {"NANOFORGE.ADAPTIVE_SCALE_TRAIN_PROB": 1.0}, "cpu")
+    mapper = ParticleMapper(cfg, is_train=True)
+    s = [mapper._train_scale(rng, small) for _ in range(50)]
+    assert min(s) >= 2.5 * 0.8 - 1e-9 and max(s) <= 2.5 * 1.25 + 1e-9
+    s = [mapper._train_scale(rng, large) for _ in range(50)]
+    assert min(s) >= 0.5 - 1e-9 and max(s) <= 2.0 + 1e-9 and max(s) > 1.5  # SCALE_RANGE
+    off = ParticleMapper(load_config(DEFAULT_CONFIG, {"NANOFORGE.ADAPTIVE_SCALE_TRAIN_PROB": 0.0}, "cpu"))
+    s = [off._train_scale(rng, small) for _ in range(200)]
+    assert min(s) >= 0.5 - 1e-9 and max(s) <= 2.0 + 1e-9
+
+
 def test_normalize_image_stretches_and_handles_rgb_and_constant():
     rgb = np.zeros((10, 10, 3), np.uint8)
     rgb[..., 0] = np.arange(100).reshape(10, 10)

@@ -97,6 +97,10 @@ def add_nanoforge_config(cfg) -> None:
     cfg.NANOFORGE.ADAPTIVE_SCALE_MAX = 3.0
     cfg.NANOFORGE.ADAPTIVE_SCALE_MIN_GAIN = 1.3  # rescale only when the factor is at least this
     cfg.NANOFORGE.ADAPTIVE_SCALE_MIN_SCORE = 0.5  # detections that define the median size
+    # Training sees what inference will see: with this probability, a training image whose
+    # median particle is small enough to be enlarged at inference is enlarged the same way
+    # (times a log-uniform factor in 0.8-1.25) instead of drawing from SCALE_RANGE.
+    cfg.NANOFORGE.ADAPTIVE_SCALE_TRAIN_PROB = 0.0
     cfg.NANOFORGE.CHECKPOINTS_TO_KEEP = 2
 
 
@@ -289,11 +293,27 @@ class ParticleMapper:
         self.percentiles = tuple(float(p) for p in self.cfg.NORMALIZE_PERCENTILES)
         self._T = T
 
-    def _augmentations(self, rng: np.random.Generator, h: int, w: int):
-        T = self._T
+    def _train_scale(self, rng: np.random.Generator, boxes: np.ndarray) -> float:
+        """The rescale factor of one training sample: SCALE_RANGE (log-uniform), or, with
+        probability ADAPTIVE_SCALE_TRAIN_PROB, the enlargement inference would apply to an
+        image with these particles (see :meth:`ParticleDetector.adaptive_scale`)."""
         c = self.cfg
         lo, hi = (float(v) for v in c.SCALE_RANGE)
         s = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        p = float(c.ADAPTIVE_SCALE_TRAIN_PROB)
+        if p > 0 and c.ADAPTIVE_SCALE_TARGET > 0 and len(boxes) >= 3 and rng.random() < p:
+            size = float(np.median(np.sqrt(np.clip(boxes[:, 2] - boxes[:, 0], 0, None)
+                                           * np.clip(boxes[:, 3] - boxes[:, 1], 0, None))))
+            if size > 0:
+                a = min(float(c.ADAPTIVE_SCALE_MAX), float(c.ADAPTIVE_SCALE_TARGET) / size)
+                if a >= float(c.ADAPTIVE_SCALE_MIN_GAIN):
+                    s = a * math.exp(rng.uniform(math.log(0.8), math.log(1.25)))
+        return s
+
+    def _augmentations(self, rng: np.random.Generator, h: int, w: int, boxes: np.ndarray | None = None):
+        T = self._T
+        c = self.cfg
+        s = self._train_scale(rng, np.zeros((0, 4)) if boxes is None else boxes)
         nh, nw = max(8, int(round(h * s))), max(8, int(round(w * s)))
         tfms = [T.ResizeTransform(h, w, nh, nw)]
         crop = int(c.CROP_SIZE)
@@ -335,7 +355,7 @@ class ParticleMapper:
         if self.is_train:
             seed = int(np.random.randint(0, 2**31 - 1))  # from the global RNG, seeded per run
             rng = np.random.default_rng(seed)
-            tfm, (h, w), rot = self._augmentations(rng, *img.shape)
+            tfm, (h, w), rot = self._augmentations(rng, *img.shape, boxes)
             img = tfm.apply_image(img)
             boxes = tfm.apply_box(boxes) if len(boxes) else boxes
             if rot:  # 90-degree rotation (counter-clockwise), exact for boxes
