@@ -15,8 +15,9 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: str | Path, dpi: int = 110, **kwargs) -> Path:
-    """Write ``fig`` to ``path`` (parent folders created) and close it."""
+def save_figure(fig, path: str | Path, dpi: int | str = 110, **kwargs) -> Path:
+    """Write ``fig`` to ``path`` (parent folders created) and close it (``dpi="figure"``:
+    the figure's own dpi)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, **kwargs)

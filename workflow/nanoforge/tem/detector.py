@@ -282,6 +282,21 @@ def register_train_sets(sets: Sequence[TrainSet]) -> list[str]:
 # ---------------------------------------------------------------------------------------
 
 
+def adaptive_enlargement(boxes: np.ndarray, c) -> float | None:
+    """The enlargement that brings the median of ``boxes`` (x0, y0, x1, y1; size = sqrt of
+    the area) to ``c.ADAPTIVE_SCALE_TARGET`` pixels, at most ``c.ADAPTIVE_SCALE_MAX``; None
+    when it is off, there are fewer than 3 boxes, or the gain is below
+    ``c.ADAPTIVE_SCALE_MIN_GAIN`` (``c``: the NANOFORGE config node)."""
+    if c.ADAPTIVE_SCALE_TARGET <= 0 or len(boxes) < 3:
+        return None
+    size = float(np.median(np.sqrt(np.clip(boxes[:, 2] - boxes[:, 0], 0, None)
+                                   * np.clip(boxes[:, 3] - boxes[:, 1], 0, None))))
+    if size <= 0:
+        return None
+    s = min(float(c.ADAPTIVE_SCALE_MAX), float(c.ADAPTIVE_SCALE_TARGET) / size)
+    return s if s >= float(c.ADAPTIVE_SCALE_MIN_GAIN) else None
+
+
 class ParticleMapper:
     """Dataset dict -> model input (grayscale tensor + box instances), with augmentation."""
 
@@ -296,24 +311,21 @@ class ParticleMapper:
     def _train_scale(self, rng: np.random.Generator, boxes: np.ndarray) -> float:
         """The rescale factor of one training sample: SCALE_RANGE (log-uniform), or, with
         probability ADAPTIVE_SCALE_TRAIN_PROB, the enlargement inference would apply to an
-        image with these particles (see :meth:`ParticleDetector.adaptive_scale`)."""
+        image with these particles (:func:`adaptive_enlargement`, as at inference)."""
         c = self.cfg
         lo, hi = (float(v) for v in c.SCALE_RANGE)
         s = math.exp(rng.uniform(math.log(lo), math.log(hi)))
         p = float(c.ADAPTIVE_SCALE_TRAIN_PROB)
-        if p > 0 and c.ADAPTIVE_SCALE_TARGET > 0 and len(boxes) >= 3 and rng.random() < p:
-            size = float(np.median(np.sqrt(np.clip(boxes[:, 2] - boxes[:, 0], 0, None)
-                                           * np.clip(boxes[:, 3] - boxes[:, 1], 0, None))))
-            if size > 0:
-                a = min(float(c.ADAPTIVE_SCALE_MAX), float(c.ADAPTIVE_SCALE_TARGET) / size)
-                if a >= float(c.ADAPTIVE_SCALE_MIN_GAIN):
-                    s = a * math.exp(rng.uniform(math.log(0.8), math.log(1.25)))
+        if p > 0 and rng.random() < p:
+            a = adaptive_enlargement(boxes, c)
+            if a is not None:
+                s = a * math.exp(rng.uniform(math.log(0.8), math.log(1.25)))
         return s
 
-    def _augmentations(self, rng: np.random.Generator, h: int, w: int, boxes: np.ndarray | None = None):
+    def _augmentations(self, rng: np.random.Generator, h: int, w: int, boxes: np.ndarray):
         T = self._T
         c = self.cfg
-        s = self._train_scale(rng, np.zeros((0, 4)) if boxes is None else boxes)
+        s = self._train_scale(rng, boxes)
         nh, nw = max(8, int(round(h * s))), max(8, int(round(w * s)))
         tfms = [T.ResizeTransform(h, w, nh, nw)]
         crop = int(c.CROP_SIZE)
@@ -499,9 +511,10 @@ def train_detector(
     cfg.OUTPUT_DIR = str(ckpt_dir)
     cfg.freeze()
 
-    if resume and _last_iteration(ckpt_dir) >= cfg.SOLVER.MAX_ITER:
+    last = _last_iteration(ckpt_dir) if resume else -1
+    if last >= cfg.SOLVER.MAX_ITER:
         LOG.info("%s holds a longer training (%d iterations) than asked (%d): training afresh",
-                 ckpt_dir, _last_iteration(ckpt_dir) + 1, cfg.SOLVER.MAX_ITER)
+                 ckpt_dir, last + 1, cfg.SOLVER.MAX_ITER)
         for f in ckpt_dir.iterdir():
             f.unlink()
     trainer = _trainer_class()(cfg)
@@ -615,15 +628,7 @@ class ParticleDetector:
         """The enlargement that brings the median particle to ADAPTIVE_SCALE_TARGET pixels,
         or None when no enlargement is needed (or too few confident detections)."""
         c = self.cfg.NANOFORGE
-        keep = det.scores >= c.ADAPTIVE_SCALE_MIN_SCORE
-        if keep.sum() < 3:
-            return None
-        b = det.boxes[keep]
-        size = float(np.median(np.sqrt(np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None))))
-        if size <= 0:
-            return None
-        s = min(float(c.ADAPTIVE_SCALE_MAX), float(c.ADAPTIVE_SCALE_TARGET) / size)
-        return s if s >= float(c.ADAPTIVE_SCALE_MIN_GAIN) else None
+        return adaptive_enlargement(det.boxes[det.scores >= c.ADAPTIVE_SCALE_MIN_SCORE], c)
 
     def _predict_normalized(self, img: np.ndarray, scales: tuple) -> "Detections":
         from torchvision.ops import nms
@@ -686,4 +691,4 @@ def plot_training(metrics_path: str | Path, out_path: str | Path, summary: dict 
                   f"{summary.get('seconds_per_iter')} s/iteration")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    save_figure(fig, out_path, dpi=plt.rcParams["figure.dpi"])
+    save_figure(fig, out_path, dpi="figure")
