@@ -8,7 +8,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from nanoforge.config import split_weak_label_config, validate_config  # noqa: E402
+from nanoforge.config import (  # noqa: E402
+    detector_training_overrides,
+    simulation_settings,
+    split_weak_label_config,
+    validate_config,
+)
 
 configfile: "config.yaml"
 

@@ -326,3 +326,27 @@ def test_training_set_errors(tiny_set, tmp_path):
     missing = TrainSet("missing", tiny_set.annotations, tmp_path / "no_images")
     with pytest.raises(DetectorError, match="image file not found"):
         train_detector([missing], tmp_path / "x", overrides=FAST, device="cpu")
+
+
+def test_gpu_overlay_extends_the_default_config_with_valid_detectron2_keys():
+    """config.gpu.yaml, merged into config.yaml as `snakemake --configfile` does, changes the
+    detector's training and the number of synthetic training images only: the hold-out
+    images stay the default's, and every Detectron2 override it passes exists."""
+    import yaml
+    from snakemake.utils import update_config
+
+    from nanoforge.config import detector_training_overrides, validate_config
+
+    base = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
+    merged = yaml.safe_load((REPO / "config.yaml").read_text())
+    update_config(merged, yaml.safe_load((REPO / "config.gpu.yaml").read_text()))
+    gpu = validate_config(merged)
+    assert gpu["simulate"]["splits"]["holdout"] == base["simulate"]["splits"]["holdout"]
+    assert gpu["simulate"]["splits"]["train"] > base["simulate"]["splits"]["train"]
+    changed = {k for k in gpu if gpu[k] != base[k]}
+    assert changed == {"simulate", "detector"}
+    assert gpu["detector"]["device"] == "cuda"
+    cfg = load_config(REPO / gpu["detector"]["config"], detector_training_overrides(gpu["detector"]), "cpu", 0)
+    assert cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.DATALOADER.NUM_WORKERS == 12
+    with pytest.raises(DetectorError, match="override"):
+        load_config(REPO / gpu["detector"]["config"], {"DATALOADER.NUM_WORKERZ": 1}, "cpu", 0)

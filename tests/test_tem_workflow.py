@@ -56,6 +56,17 @@ def test_groundtruth_split_and_synthetic_sets(tem_run):
     assert len(coco.read_coco(wd / "results/tem/synthetic/train/annotations.json")["images"]) == 4
 
 
+def test_more_training_images_do_not_redraw_the_hold_out(tem_run, tmp_path):
+    """An overlay that raises simulate.splits.train (as config.gpu.yaml does) redraws the
+    train split only: the hold-out images, and so every evaluation on them, stay as they are."""
+    wd, _ = tem_run
+    overlay = tmp_path / "more_train.yaml"
+    overlay.write_text("simulate:\n  splits: {train: 6}\n")
+    targets = ["results/tem/synthetic/train/annotations.json", "results/tem/synthetic/holdout/annotations.json"]
+    proc = run_snakemake(wd, *targets, "-n", "--configfile", str(wd / "config.yaml"), str(overlay))
+    assert "split=train" in proc.stdout and "split=holdout" not in proc.stdout, proc.stdout[-3000:]
+
+
 def test_particles_and_metrics(tem_run):
     wd, _ = tem_run
     parts = pl.read_parquet(wd / "results/particles/classical/particles.parquet")

@@ -91,6 +91,26 @@ def load_config(path: str | Path) -> dict:
     return validate_config(raw)
 
 
+def simulation_settings(simulate: dict) -> dict:
+    """Config ``simulate`` -> the settings of one image (``nanoforge.tem.simulate``): without
+    the split sizes and the figure's image list, so that changing how many images a split
+    has does not redraw the other splits (each image depends on seed, split and index only)."""
+    return {k: v for k, v in simulate.items() if k not in ("splits", "figure_real_images")}
+
+
+def detector_training_overrides(det: dict) -> dict:
+    """Config ``detector`` -> the Detectron2 overrides of its training
+    (``nanoforge.tem.detector.train_detector``): iterations, batch, checkpoint period, crop
+    size, then ``opts`` (any other Detectron2 key)."""
+    return {
+        "SOLVER.MAX_ITER": det["max_iter"],
+        "SOLVER.IMS_PER_BATCH": det["ims_per_batch"],
+        "SOLVER.CHECKPOINT_PERIOD": det["checkpoint_period"],
+        "NANOFORGE.CROP_SIZE": det["crop_size"],
+        **det["opts"],
+    }
+
+
 def split_weak_label_config(wl: dict) -> tuple[dict, dict]:
     """Config ``weak_labels`` -> (the morphology settings, for
     ``nanoforge.tem.weak_labels.WeakLabelParams``; the overrides of the detector's inference

@@ -42,13 +42,7 @@ rule train_detector:
         labelled=DET_LABELLED,
         labelled_repeat=DET_CFG["labelled_repeat"],
         images_root=f"{TEM}/images",
-        overrides={
-            "SOLVER.MAX_ITER": DET_CFG["max_iter"],
-            "SOLVER.IMS_PER_BATCH": DET_CFG["ims_per_batch"],
-            "SOLVER.CHECKPOINT_PERIOD": DET_CFG["checkpoint_period"],
-            "NANOFORGE.CROP_SIZE": DET_CFG["crop_size"],
-            **DET_CFG["opts"],
-        },
+        overrides=detector_training_overrides(DET_CFG),
         device=DET_CFG["device"],
         seed=config["seed"],
     threads: DET_CFG["threads"]

@@ -84,7 +84,7 @@ rule simulate_tem:
         f"{BENCHMARKS}/simulate_tem/{{split}}.tsv"
     params:
         n=lambda wc: config["simulate"]["splits"][wc.split],
-        simulate=config["simulate"],
+        simulate=simulation_settings(config["simulate"]),
         seed=config["seed"],
     wildcard_constraints:
         split="|".join(re.escape(s) for s in SIM_SPLITS) or "^$",

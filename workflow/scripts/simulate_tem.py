@@ -10,7 +10,7 @@ from nanoforge.tem.ingest import images_table_for_coco  # noqa: E402
 from nanoforge.tem.simulate import simulate_split  # noqa: E402
 
 split = snakemake.wildcards.split
-cfg = {k: v for k, v in snakemake.params.simulate.items() if k not in ("splits", "figure_real_images")}
+cfg = dict(snakemake.params.simulate)
 doc = simulate_split(
     Path(snakemake.output.pngs).parent,
     split,

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="detector device: cpu (default), cuda or auto")
     args = ap.parse_args(argv)
 
-    from nanoforge.config import load_config, split_weak_label_config
+    from nanoforge.config import load_config, simulation_settings, split_weak_label_config
     from nanoforge.tem import coco
     from nanoforge.tem.simulate import simulate_split
     from nanoforge.tem.sweep import parse_variant, sweep
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     out = workdir / "results" / "bench" / "weak_labels_sweep" / args.split
-    sim = {k: v for k, v in cfg["simulate"].items() if k not in ("splits", "figure_real_images")}
+    sim = simulation_settings(cfg["simulate"])
     doc = simulate_split(out, args.split, args.n, int(cfg["seed"]), sim, workers=args.threads)
     coco.write_coco(doc, out / "annotations.json")
     by_image = coco.annotations_by_image(doc)
