@@ -10,13 +10,12 @@ from nanoforge.tem.ingest import images_table_for_coco  # noqa: E402
 from nanoforge.tem.simulate import simulate_split  # noqa: E402
 
 split = snakemake.wildcards.split
-cfg = dict(snakemake.params.simulate)
 doc = simulate_split(
     Path(snakemake.output.pngs).parent,
     split,
     snakemake.params.n,
     snakemake.params.seed,
-    cfg,
+    snakemake.params.simulate,
     workers=snakemake.threads,
     log=sys.stderr,
 )
