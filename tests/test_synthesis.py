@@ -415,3 +415,16 @@ def test_run_config_holds_what_a_run_uses():
     assert [r["name"] for r in sub["runs"]] == ["a"] and sub["protocols"] == cfg["protocols"]
     with pytest.raises(HarnessError, match="no run named"):
         run_config(cfg, "zz")
+
+
+def test_family_breakdown_by_hand():
+    pred = pl.DataFrame({"family": ["a", "a", "b", "c"], "size_true_nm": [4.0, 6.0, 5.0, 5.0],
+                         "size_pred_nm": [5.0, 4.0, 5.0, 6.0]})
+    out = metrics.family_breakdown(pred)
+    assert out["family"].to_list() == ["a", "c", "b"]  # abs errors 3, 1, 0 of 4
+    a = out.row(0, named=True)
+    assert a["n"] == 2 and a["mae_nm"] == 1.5 and a["bias_nm"] == pytest.approx(0.5)
+    assert a["row_share"] == 0.5 and a["error_share"] == 0.75
+    assert out["error_share"].sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="size_pred_nm"):
+        metrics.family_breakdown(pred.drop("size_pred_nm"))

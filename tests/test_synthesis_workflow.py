@@ -93,6 +93,8 @@ def test_report_and_benchmark(synthesis_run):
     assert proc.returncode == 0, proc.stderr
     assert "size_et_chem (et on chem)" in proc.stdout and "paper random forest" in proc.stdout
     assert "Targets:" in proc.stdout
+    assert "Protocol G, size_et_chem: error by recipe family" in proc.stdout  # the only G size run
+    assert "PbSe|OA+ODE+OLA+PbO+Se+TOP" in proc.stdout  # a third of G's validation rows
     missing = subprocess.run([sys.executable, "-m", "nanoforge.bench", "synthesis", "--results", str(wd / "nothing")],
                              capture_output=True, text=True, env=env, timeout=120)
     assert missing.returncode == 1 and "run the workflow first" in missing.stderr

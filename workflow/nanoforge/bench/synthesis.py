@@ -9,6 +9,9 @@ run the workflow first, in its working directory::
     snakemake --cores 2 results/synthesis/comparison.csv
     python -m nanoforge.bench synthesis
 
+Under protocol G it also prints where the error of the best size run comes from: the recipe
+families with the largest shares of its summed absolute error (``--families``).
+
 ``--evaluate`` instead runs the harness here, in this process, from the feature table
 (``results/features/recipe_features.parquet``) and the config, without Snakemake (slow: it
 fits every run); ``--runs``/``--protocols`` restrict it.
@@ -61,6 +64,29 @@ def check_targets(table: pl.DataFrame) -> list[str]:
     return lines
 
 
+def family_report(predictions: dict[str, pl.DataFrame], table: pl.DataFrame, top: int) -> list[str]:
+    """The ``top`` recipe families of the best size run under G by share of its absolute
+    error (``predictions``: out-of-fold predictions by run name)."""
+    from nanoforge.synthesis.metrics import family_breakdown
+
+    ours = table.filter((pl.col("source") == "this workflow") & (pl.col("protocol") == "G")
+                        & (pl.col("task") == "size")).drop_nulls("mae_nm").sort("mae_nm")
+    runs = [e.split(" ", 1)[0] for e in ours["entry"]]
+    run = next((r for r in runs if r in predictions), None)
+    if run is None or top <= 0:
+        return []
+    fam = family_breakdown(predictions[run])
+    mean_over_families = float(fam["mae_nm"].mean())
+    lines = [f"Protocol G, {run}: error by recipe family ({fam.height} families held out; "
+             f"MAE averaged over families {mean_over_families:.3f} nm)",
+             f"  {'family':<44} {'rows':>5} {'row share':>9} {'MAE nm':>7} {'bias nm':>8} {'error share':>11}"]
+    for r in fam.head(top).iter_rows(named=True):
+        lines.append(f"  {r['family'][:44]:<44} {r['n']:>5} {r['row_share']:>9.1%} {r['mae_nm']:>7.3f} "
+                     f"{r['bias_nm']:>+8.3f} {r['error_share']:>11.1%}")
+    lines.append("  (bias: truth minus prediction, mean over the family's rows)")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     from nanoforge.synthesis import compare
 
@@ -74,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", nargs="*", help="--evaluate: only these runs")
     ap.add_argument("--protocols", nargs="*", help="--evaluate: only these protocols")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--families", type=int, default=5,
+                    help="recipe families to list for the best size run under G (0: none)")
     args = ap.parse_args(argv)
 
     if args.evaluate:
@@ -85,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         syn = cfg["synthesis"]
         design = pl.read_parquet(args.features)
         folds = read_fold_table(syn["folds"]) if syn["folds"] else None
-        tables = []
+        tables, predictions = [], {}
         for run in syn["runs"]:
             if args.runs and run["name"] not in args.runs:
                 continue
@@ -96,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                 res = evaluate_run(design, syn, run, protocol, seed=cfg["seed"], threads=args.threads,
                                    fold_table=folds)
                 tables.append(res.metrics)
+                if protocol == "G":
+                    predictions[run["name"]] = res.predictions
                 print(f"{protocol} {run['name']}: {time.time() - t0:.0f} s", file=sys.stderr)
     else:
         root = Path(args.results)
@@ -106,10 +136,15 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         tables = [_read(p) for p in files]
+        predictions = {p.parent.name: pl.read_parquet(p) for p in sorted(root.glob("G/*/predictions.parquet"))}
     table = compare.comparison_table(tables)
     print(compare.format_text(table))
     print("\nTargets:")
     print("\n".join(check_targets(table)))
+    families = family_report(predictions, table, args.families)
+    if families:
+        print()
+        print("\n".join(families))
     return 0
 
 

@@ -66,3 +66,27 @@ def summarize(per_fold: pl.DataFrame, task: str) -> pl.DataFrame:
     other = [c for c in folds.columns if c not in extra.columns]
     extra = extra.with_columns([pl.lit(None, dtype=folds.schema[c]).alias(c) for c in other])
     return pl.concat([folds, extra.select(folds.columns)])
+
+
+def family_breakdown(predictions: pl.DataFrame) -> pl.DataFrame:
+    """Where the size error of out-of-fold ``predictions`` (``family``, ``size_true_nm``,
+    ``size_pred_nm``) comes from: per recipe family its rows, MAE, mean signed error (truth
+    minus prediction, nm) and shares of all rows and of the summed absolute error, largest
+    share first. Under protocol G one large family can carry much of the error."""
+    missing = {"family", "size_true_nm", "size_pred_nm"} - set(predictions.columns)
+    if missing:
+        raise ValueError(f"family_breakdown: predictions lack column(s) {sorted(missing)}")
+    if predictions.height == 0:
+        raise ValueError("family_breakdown: no predictions")
+    err = pl.col("size_true_nm") - pl.col("size_pred_nm")
+    total = float((predictions["size_true_nm"] - predictions["size_pred_nm"]).abs().sum())
+    out = predictions.group_by("family").agg(
+        pl.len().alias("n"),
+        err.abs().mean().alias("mae_nm"),
+        err.mean().alias("bias_nm"),
+        err.abs().sum().alias("abs_error_nm"),
+    )
+    return out.with_columns(
+        (pl.col("n") / predictions.height).alias("row_share"),
+        (pl.col("abs_error_nm") / total if total > 0 else pl.lit(0.0)).alias("error_share"),
+    ).sort(["error_share", "family"], descending=[True, False]).drop("abs_error_nm")
