@@ -426,5 +426,7 @@ def test_family_breakdown_by_hand():
     assert a["n"] == 2 and a["mae_nm"] == 1.5 and a["bias_nm"] == pytest.approx(0.5)
     assert a["row_share"] == 0.5 and a["error_share"] == 0.75
     assert out["error_share"].sum() == pytest.approx(1.0)
+    perfect = metrics.family_breakdown(pred.with_columns(pl.col("size_true_nm").alias("size_pred_nm")))
+    assert perfect["error_share"].to_list() == [0.0, 0.0, 0.0] and perfect["mae_nm"].max() == 0.0
     with pytest.raises(ValueError, match="size_pred_nm"):
         metrics.family_breakdown(pred.drop("size_pred_nm"))

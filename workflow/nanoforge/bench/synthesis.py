@@ -64,21 +64,23 @@ def check_targets(table: pl.DataFrame) -> list[str]:
     return lines
 
 
-def family_report(predictions: dict[str, pl.DataFrame], table: pl.DataFrame, top: int) -> list[str]:
-    """The ``top`` recipe families of the best size run under G by share of its absolute
-    error (``predictions``: out-of-fold predictions by run name)."""
+def best_size_run(tables: list[pl.DataFrame], protocol: str) -> str | None:
+    """The size run with the lowest mean MAE under ``protocol`` among the runs' metrics
+    tables, or None if none ran."""
+    means = [t.filter((pl.col("fold") == "mean") & (pl.col("protocol") == protocol)).select("run", "mae_nm")
+             for t in tables if "mae_nm" in t.columns]  # size runs' tables have MAE columns
+    means = [m for m in means if m.height]
+    return pl.concat(means).sort("mae_nm").row(0)[0] if means else None
+
+
+def family_report(predictions: pl.DataFrame, run: str, top: int) -> list[str]:
+    """The ``top`` recipe families of ``run``'s out-of-fold size ``predictions`` under G,
+    largest share of its absolute error first."""
     from nanoforge.synthesis.metrics import family_breakdown
 
-    ours = table.filter((pl.col("source") == "this workflow") & (pl.col("protocol") == "G")
-                        & (pl.col("task") == "size")).drop_nulls("mae_nm").sort("mae_nm")
-    runs = [e.split(" ", 1)[0] for e in ours["entry"]]
-    run = next((r for r in runs if r in predictions), None)
-    if run is None or top <= 0:
-        return []
-    fam = family_breakdown(predictions[run])
-    mean_over_families = float(fam["mae_nm"].mean())
+    fam = family_breakdown(predictions)
     lines = [f"Protocol G, {run}: error by recipe family ({fam.height} families held out; "
-             f"MAE averaged over families {mean_over_families:.3f} nm)",
+             f"MAE averaged over families {fam['mae_nm'].mean():.3f} nm)",
              f"  {'family':<44} {'rows':>5} {'row share':>9} {'MAE nm':>7} {'bias nm':>8} {'error share':>11}"]
     for r in fam.head(top).iter_rows(named=True):
         lines.append(f"  {r['family'][:44]:<44} {r['n']:>5} {r['row_share']:>9.1%} {r['mae_nm']:>7.3f} "
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 res = evaluate_run(design, syn, run, protocol, seed=cfg["seed"], threads=args.threads,
                                    fold_table=folds)
                 tables.append(res.metrics)
-                if protocol == "G":
+                if protocol == "G" and run["task"] == "size":
                     predictions[run["name"]] = res.predictions
                 print(f"{protocol} {run['name']}: {time.time() - t0:.0f} s", file=sys.stderr)
     else:
@@ -136,15 +138,16 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         tables = [_read(p) for p in files]
-        predictions = {p.parent.name: pl.read_parquet(p) for p in sorted(root.glob("G/*/predictions.parquet"))}
     table = compare.comparison_table(tables)
     print(compare.format_text(table))
     print("\nTargets:")
     print("\n".join(check_targets(table)))
-    families = family_report(predictions, table, args.families)
-    if families:
+    run = best_size_run(tables, "G") if args.families > 0 else None
+    if run is not None:
+        if not args.evaluate:
+            predictions = {run: pl.read_parquet(root / "G" / run / "predictions.parquet")}
         print()
-        print("\n".join(families))
+        print("\n".join(family_report(predictions[run], run, args.families)))
     return 0
 
 

@@ -79,7 +79,6 @@ def family_breakdown(predictions: pl.DataFrame) -> pl.DataFrame:
     if predictions.height == 0:
         raise ValueError("family_breakdown: no predictions")
     err = pl.col("size_true_nm") - pl.col("size_pred_nm")
-    total = float((predictions["size_true_nm"] - predictions["size_pred_nm"]).abs().sum())
     out = predictions.group_by("family").agg(
         pl.len().alias("n"),
         err.abs().mean().alias("mae_nm"),
@@ -88,5 +87,5 @@ def family_breakdown(predictions: pl.DataFrame) -> pl.DataFrame:
     )
     return out.with_columns(
         (pl.col("n") / predictions.height).alias("row_share"),
-        (pl.col("abs_error_nm") / total if total > 0 else pl.lit(0.0)).alias("error_share"),
+        (pl.col("abs_error_nm") / pl.col("abs_error_nm").sum()).fill_nan(0.0).alias("error_share"),
     ).sort(["error_share", "family"], descending=[True, False]).drop("abs_error_nm")
