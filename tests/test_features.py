@@ -217,3 +217,15 @@ def test_feature_filter_uses_only_fitted_rows():
     assert Z[4, 0] == pytest.approx((100 - 2.5) / np.std([1, 2, 3, 4]))
     with pytest.raises(ValueError, match="feature names"):
         FeatureFilter(names[:2]).fit(X)
+
+
+def test_feature_filter_keeps_only_the_chosen_blocks():
+    names = ["cond__t", "bag__A", "prod__m", "input__size_nm"]
+    X = np.array([[1.0, 1, 2, 5], [2.0, 1, 3, 6], [3.0, 1, 4, 7]])
+    f = FeatureFilter(names, min_count=1, blocks=["cond", "prod"]).fit(X)
+    # bag is not chosen; the harness's own input column (the measured size) always stays
+    assert list(f.get_feature_names_out()) == ["cond__t", "prod__m", "input__size_nm"]
+    assert f.transform(X).shape == (3, 3)
+    assert FeatureFilter(names, min_count=1).fit(X).keep_.all()
+    with pytest.raises(ValueError, match=r"\['uni'\] are not among the columns"):
+        FeatureFilter(names, blocks=["cond", "uni"]).fit(X)

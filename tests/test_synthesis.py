@@ -4,6 +4,7 @@ reaches any fitted filter, scaler or model, including the fits of model selectio
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -385,6 +386,29 @@ def test_candidates_may_train_on_another_size_range():
         assert max(sizes[list(fits[3]["rows"])]) > 20  # candidate without a limit: every size
         for fit in fits:
             assert not fit["rows"] & set(sp.val.tolist())
+
+
+def test_inner_split_chooses_the_feature_blocks():
+    design = _synthetic_design()
+    rng = np.random.default_rng(1)
+    design = design.with_columns(
+        # the size is a function of good__x; bad__* are noise
+        pl.Series("good__x", np.log(design["size_nm"].to_numpy())),
+        *(pl.Series(f"bad__{i}", rng.normal(size=design.height)) for i in range(5)),
+    )
+    cfg = _cfg({})
+    cfg["feature_sets"]["both"] = ["good", "bad"]
+    cfg["models"] = {"rf": {"params": {"n_estimators": 20, "max_features": 1.0},
+                            "grid": {"feature_blocks": [["bad"], ["good"], None]}}}
+    run = {"name": "r", "task": "size", "model": "rf", "features": "both"}
+    res = evaluate_run(design, cfg, run, "G")
+    rows = res.metrics.filter(~pl.col("fold").is_in(["mean", "std"]))
+    chosen = [json.loads(p)["feature_blocks"] for p in rows["params"]]
+    assert all(c != ["bad"] for c in chosen), chosen  # noise alone never wins the inner split
+    assert res.metrics.filter(pl.col("fold") == "mean")["mae_nm"][0] < 1.0
+    cfg["models"]["rf"]["grid"] = {"feature_blocks": [["good", "uni"]]}
+    with pytest.raises(HarnessError, match=r"feature_blocks \['uni'\] outside feature set both"):
+        evaluate_run(design, cfg, run, "G")
 
 
 def test_unimol_copy_checks_the_checksum(tmp_path, shared_data):

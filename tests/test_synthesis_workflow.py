@@ -4,6 +4,7 @@ figures, the comparison table in the Snakemake report, and the benchmark command
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,7 +33,7 @@ def synthesis_run(tmp_path_factory, shared_data):
             "feature_sets": {"chem": ["cond", "amt", "prod", "pool", "chem", "bag"], "unimol": ["cond", "amt", "uni"]},
             "models": {
                 "et": {"params": {"n_estimators": 4, "max_features": 0.3, "log_target": True},
-                       "grid": {"family_weight_power": [0, 0.5]}},
+                       "grid": {"family_weight_power": [0, 0.5], "feature_blocks": [None, ["cond", "amt", "prod"]]}},
                 "rf": {"params": {"n_estimators": 3, "max_features": 0.1}},
             },
             "runs": [
@@ -70,6 +71,8 @@ def test_outputs(synthesis_run):
     assert m["fold"].to_list() == ["0", "1", "2", "3", "4", "mean", "std"]
     mean = m.filter(pl.col("fold") == "mean").row(0, named=True)
     assert 0.5 < mean["mae_nm"] < 5 and mean["r2"] > 0
+    chosen = [json.loads(p) for p in m.filter(~pl.col("fold").is_in(["mean", "std"]))["params"]]
+    assert all("feature_blocks" in p for p in chosen)  # the inner split chose a feature set too
     u = pl.read_parquet(wd / f"{SYN}/U/size_et_chem/predictions.parquet")
     assert set(u["product"]) == {"Ni"} and set(u["fold"]) == {"Ni"}
     shape = pl.read_parquet(wd / f"{SYN}/P/shape_et_chem/predictions.parquet")

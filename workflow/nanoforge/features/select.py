@@ -6,6 +6,11 @@ the rows it is fitted on: a per-chemical column (``bag__*``, ``frac__*``) needs 
 ``min_count`` training recipes that use the chemical, every other column a non-constant
 value; optionally it standardises the kept columns (mean and standard deviation of the
 training rows, NaN left as NaN), for models that need scaled inputs. Trees do not.
+
+``blocks`` (optional) keeps only the columns of those feature blocks (``<block>__*``), so that
+a model's inner split can choose between feature sets (``feature_blocks`` in the synthesis
+models' grid); columns the harness adds itself (``input__*``, e.g. the measured size) are
+always kept.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 PER_CHEMICAL_BLOCKS = ("bag", "frac")
+HARNESS_BLOCK = "input"
 
 
 class FeatureFilter(BaseEstimator, TransformerMixin):
@@ -22,21 +28,30 @@ class FeatureFilter(BaseEstimator, TransformerMixin):
     ``feature_names``: the names of the columns of X (``<block>__<name>``).
     """
 
-    def __init__(self, feature_names=(), min_count: int = 3, scale: bool = False):
+    def __init__(self, feature_names=(), min_count: int = 3, scale: bool = False, blocks=None):
         self.feature_names = feature_names
         self.min_count = min_count
         self.scale = scale
+        self.blocks = blocks
 
     def fit(self, X, y=None):
         X = np.asarray(X, dtype=float)
         names = list(self.feature_names)
         if len(names) != X.shape[1]:
             raise ValueError(f"FeatureFilter: {len(names)} feature names for {X.shape[1]} columns")
+        block_of = [name.split("__", 1)[0] for name in names]
+        if self.blocks is not None:
+            absent = sorted(set(self.blocks) - set(block_of))
+            if absent:
+                raise ValueError(f"FeatureFilter: feature block(s) {absent} are not among the columns "
+                                 f"(blocks present: {sorted(set(block_of))})")
         keep = np.zeros(X.shape[1], dtype=bool)
         for j, name in enumerate(names):
             col = X[:, j]
             finite = col[np.isfinite(col)]
-            if name.split("__", 1)[0] in PER_CHEMICAL_BLOCKS:
+            if self.blocks is not None and block_of[j] not in self.blocks and block_of[j] != HARNESS_BLOCK:
+                continue
+            if block_of[j] in PER_CHEMICAL_BLOCKS:
                 keep[j] = int((np.nan_to_num(col) != 0).sum()) >= self.min_count
             else:
                 keep[j] = finite.size > 0 and (finite.size < col.size or finite.min() != finite.max())

@@ -89,6 +89,12 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
     families = design["family"].to_numpy()
     settings = ProtocolSettings.from_config(cfg, task, fold_table)
     cands = models_mod.candidates(model_cfg)
+    run_blocks = set(cfg["feature_sets"][run["features"]])
+    for c in cands:
+        extra = sorted(set(c.get("feature_blocks") or ()) - run_blocks)
+        if extra:
+            raise HarnessError(f"run {run['name']}: model {model_name} asks for feature_blocks {extra} "
+                               f"outside feature set {run['features']} {sorted(run_blocks)}")
     # a candidate may train on a different size range (train_max_size_nm): the splits take
     # the loosest, each candidate's fits keep the rows of its own range
     default_limit = settings.train_max_size_nm

@@ -12,7 +12,10 @@ Besides the estimator's own parameters, three keys are handled outside the estim
                          dominate (0 = unweighted);
 ``train_max_size_nm``    train on rows up to this size only (null = every size), overriding
                          config ``synthesis.train_max_size_nm`` for this candidate (applied by
-                         the harness).
+                         the harness);
+``feature_blocks``       use only these blocks of the run's feature set (null = all of them),
+                         e.g. ``grid: {feature_blocks: [null, [cond, amt, prod]]}`` lets the
+                         inner split choose between all features and the recipe-level ones.
 
 ``stack`` (shape only) is a two-stage classifier: ``params.size_model`` (a size model of
 ``synthesis.models``) predicts ln(size) from the recipe, and ``params.classifier`` (a shape
@@ -49,7 +52,7 @@ from nanoforge.features.select import FeatureFilter
 
 KINDS = ("rf", "et", "lgbm", "vote", "stack")
 TASKS = ("size", "shape")
-SPECIAL = ("log_target", "family_weight_power", "train_max_size_nm")
+SPECIAL = ("log_target", "family_weight_power", "train_max_size_nm", "feature_blocks")
 
 
 class ModelConfigError(ValueError):
@@ -174,7 +177,10 @@ def build_pipeline(kind: str, task: str, params: dict, feature_names, *, min_cou
     if task == "size" and params.get("log_target"):
         est = TransformedTargetRegressor(regressor=est, func=np.log, inverse_func=np.exp,
                                          check_inverse=False)
-    return Pipeline([("filter", FeatureFilter(list(feature_names), min_count=min_count)),
+    blocks = params.get("feature_blocks")
+    if blocks is not None and (not isinstance(blocks, (list, tuple)) or not blocks):
+        raise ModelConfigError(f"feature_blocks must be null or a non-empty list of feature blocks, not {blocks!r}")
+    return Pipeline([("filter", FeatureFilter(list(feature_names), min_count=min_count, blocks=blocks)),
                      ("model", est)])
 
 
