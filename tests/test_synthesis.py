@@ -409,6 +409,9 @@ def test_inner_split_chooses_the_feature_blocks():
     cfg["models"]["rf"]["grid"] = {"feature_blocks": [["good", "uni"]]}
     with pytest.raises(HarnessError, match=r"feature_blocks \['uni'\] outside feature set both"):
         evaluate_run(design, cfg, run, "G")
+    cfg["models"]["rf"]["grid"] = {"feature_blocks": ["good", "bad"]}  # two candidates "good" and "bad"
+    with pytest.raises(HarnessError, match="must be null or a list of blocks, not 'good'"):
+        evaluate_run(design, cfg, run, "G")
 
 
 def test_unimol_copy_checks_the_checksum(tmp_path, shared_data):

@@ -91,7 +91,14 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
     cands = models_mod.candidates(model_cfg)
     run_blocks = set(cfg["feature_sets"][run["features"]])
     for c in cands:
-        extra = sorted(set(c.get("feature_blocks") or ()) - run_blocks)
+        blocks = c.get("feature_blocks")
+        if blocks is None:
+            continue
+        if not isinstance(blocks, list) or not blocks:
+            raise HarnessError(f"run {run['name']}: model {model_name}: feature_blocks must be null or a list "
+                               f"of blocks, not {blocks!r} (in a grid each value is one candidate: "
+                               f"feature_blocks: [null, [cond, amt]])")
+        extra = sorted(set(blocks) - run_blocks)
         if extra:
             raise HarnessError(f"run {run['name']}: model {model_name} asks for feature_blocks {extra} "
                                f"outside feature set {run['features']} {sorted(run_blocks)}")

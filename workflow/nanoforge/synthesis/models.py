@@ -4,7 +4,7 @@ for size regression and shape classification.
 
 A model entry of config ``synthesis.models`` has ``params`` (fixed) and ``grid`` (lists of
 values; every combination is a candidate, chosen on the inner split of the training rows).
-Besides the estimator's own parameters, three keys are handled outside the estimator:
+Besides the estimator's own parameters, four keys are handled outside the estimator:
 
 ``log_target``           (size) fit on ln(size) and predict exp(prediction);
 ``family_weight_power``  weight each training row by (rows of its recipe family)^-power, so
