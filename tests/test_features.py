@@ -227,5 +227,7 @@ def test_feature_filter_keeps_only_the_chosen_blocks():
     assert list(f.get_feature_names_out()) == ["cond__t", "prod__m", "input__size_nm"]
     assert f.transform(X).shape == (3, 3)
     assert FeatureFilter(names, min_count=1).fit(X).keep_.all()
-    with pytest.raises(ValueError, match=r"\['uni'\] are not among the columns"):
+    with pytest.raises(ValueError, match=r"\['uni'\] are not among the blocks"):
         FeatureFilter(names, blocks=["cond", "uni"]).fit(X)
+    with pytest.raises(ValueError, match="must be null or a list of blocks, not 'cond'"):
+        FeatureFilter(names, blocks="cond").fit(X)  # one block written without its list

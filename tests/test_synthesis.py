@@ -407,7 +407,7 @@ def test_inner_split_chooses_the_feature_blocks():
     assert all(c != ["bad"] for c in chosen), chosen  # noise alone never wins the inner split
     assert res.metrics.filter(pl.col("fold") == "mean")["mae_nm"][0] < 1.0
     cfg["models"]["rf"]["grid"] = {"feature_blocks": [["good", "uni"]]}
-    with pytest.raises(HarnessError, match=r"feature_blocks \['uni'\] outside feature set both"):
+    with pytest.raises(HarnessError, match=r"model rf, feature set both: feature block\(s\) \['uni'\] are not among"):
         evaluate_run(design, cfg, run, "G")
     cfg["models"]["rf"]["grid"] = {"feature_blocks": ["good", "bad"]}  # two candidates "good" and "bad"
     with pytest.raises(HarnessError, match="must be null or a list of blocks, not 'good'"):

@@ -22,6 +22,19 @@ PER_CHEMICAL_BLOCKS = ("bag", "frac")
 HARNESS_BLOCK = "input"
 
 
+def check_blocks(blocks, available) -> None:
+    """``blocks`` (a chosen subset of feature blocks) must be None or a non-empty list of
+    blocks among ``available``; ValueError otherwise, naming the offending value or blocks."""
+    if blocks is None:
+        return
+    if not isinstance(blocks, (list, tuple)) or not blocks:
+        raise ValueError(f"feature_blocks must be null or a list of blocks, not {blocks!r} "
+                         f"(in a grid each value is one candidate: feature_blocks: [null, [cond, amt]])")
+    absent = sorted(set(blocks) - set(available))
+    if absent:
+        raise ValueError(f"feature block(s) {absent} are not among the blocks {sorted(set(available))}")
+
+
 class FeatureFilter(BaseEstimator, TransformerMixin):
     """Column filter (and optional scaler) fitted on training rows only.
 
@@ -40,17 +53,14 @@ class FeatureFilter(BaseEstimator, TransformerMixin):
         if len(names) != X.shape[1]:
             raise ValueError(f"FeatureFilter: {len(names)} feature names for {X.shape[1]} columns")
         block_of = [name.split("__", 1)[0] for name in names]
-        if self.blocks is not None:
-            absent = sorted(set(self.blocks) - set(block_of))
-            if absent:
-                raise ValueError(f"FeatureFilter: feature block(s) {absent} are not among the columns "
-                                 f"(blocks present: {sorted(set(block_of))})")
+        check_blocks(self.blocks, block_of)
+        chosen = None if self.blocks is None else {*self.blocks, HARNESS_BLOCK}
         keep = np.zeros(X.shape[1], dtype=bool)
         for j, name in enumerate(names):
+            if chosen is not None and block_of[j] not in chosen:
+                continue
             col = X[:, j]
             finite = col[np.isfinite(col)]
-            if self.blocks is not None and block_of[j] not in self.blocks and block_of[j] != HARNESS_BLOCK:
-                continue
             if block_of[j] in PER_CHEMICAL_BLOCKS:
                 keep[j] = int((np.nan_to_num(col) != 0).sum()) >= self.min_count
             else:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from nanoforge.features.select import HARNESS_BLOCK, check_blocks
 from nanoforge.synthesis import metrics as M
 from nanoforge.synthesis import models as models_mod
 from nanoforge.synthesis.protocols import ProtocolSettings, inner_split, make_splits
@@ -29,7 +30,7 @@ from nanoforge.synthesis.runs import HarnessError, run_config, run_spec  # noqa:
 
 log = logging.getLogger(__name__)
 
-SIZE_INPUT = "input__size_nm"
+SIZE_INPUT = f"{HARNESS_BLOCK}__size_nm"  # always kept by FeatureFilter
 
 
 @dataclass
@@ -89,19 +90,11 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
     families = design["family"].to_numpy()
     settings = ProtocolSettings.from_config(cfg, task, fold_table)
     cands = models_mod.candidates(model_cfg)
-    run_blocks = set(cfg["feature_sets"][run["features"]])
-    for c in cands:
-        blocks = c.get("feature_blocks")
-        if blocks is None:
-            continue
-        if not isinstance(blocks, list) or not blocks:
-            raise HarnessError(f"run {run['name']}: model {model_name}: feature_blocks must be null or a list "
-                               f"of blocks, not {blocks!r} (in a grid each value is one candidate: "
-                               f"feature_blocks: [null, [cond, amt]])")
-        extra = sorted(set(blocks) - run_blocks)
-        if extra:
-            raise HarnessError(f"run {run['name']}: model {model_name} asks for feature_blocks {extra} "
-                               f"outside feature set {run['features']} {sorted(run_blocks)}")
+    for c in cands:  # before any fit: a candidate's feature_blocks lie in the run's feature set
+        try:
+            check_blocks(c.get("feature_blocks"), cfg["feature_sets"][run["features"]])
+        except ValueError as e:
+            raise HarnessError(f"run {run['name']}, model {model_name}, feature set {run['features']}: {e}") from None
     # a candidate may train on a different size range (train_max_size_nm): the splits take
     # the loosest, each candidate's fits keep the rows of its own range
     default_limit = settings.train_max_size_nm

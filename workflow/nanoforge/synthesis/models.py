@@ -177,10 +177,8 @@ def build_pipeline(kind: str, task: str, params: dict, feature_names, *, min_cou
     if task == "size" and params.get("log_target"):
         est = TransformedTargetRegressor(regressor=est, func=np.log, inverse_func=np.exp,
                                          check_inverse=False)
-    blocks = params.get("feature_blocks")
-    if blocks is not None and (not isinstance(blocks, (list, tuple)) or not blocks):
-        raise ModelConfigError(f"feature_blocks must be null or a non-empty list of feature blocks, not {blocks!r}")
-    return Pipeline([("filter", FeatureFilter(list(feature_names), min_count=min_count, blocks=blocks)),
+    return Pipeline([("filter", FeatureFilter(list(feature_names), min_count=min_count,
+                                              blocks=params.get("feature_blocks"))),
                      ("model", est)])
 
 
