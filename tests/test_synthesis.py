@@ -388,6 +388,35 @@ def test_candidates_may_train_on_another_size_range():
             assert not fit["rows"] & set(sp.val.tolist())
 
 
+def test_repeated_inner_splits_average_the_scores():
+    design = _synthetic_design()
+    sizes = design["size_nm"].to_numpy()
+    cfg = _cfg({"a": [1, 2]})
+    cfg["inner"]["repeats"] = 3
+    run = {"name": "r", "task": "size", "model": "rec", "features": "t"}
+
+    def make(params, names):
+        return Pipeline([("filter", RecordingFilter(names, min_count=1)), ("model", _Reg("size", **params))])
+
+    FITS.clear()
+    res = evaluate_run(design, cfg, run, "G", seed=5, make_pipeline=make)
+    settings = ProtocolSettings.from_config(cfg, "size")
+    splits = make_splits(design, "G", settings)
+    per_split = 2 * (2 * 3 + 1)  # filter + model, 2 candidates on each of 3 inner splits, 1 refit
+    assert len(FITS) == per_split * len(splits)
+    rows = res.metrics.filter(~pl.col("fold").is_in(["mean", "std"]))
+    for k, sp in enumerate(splits):
+        fits = FITS[k * per_split:(k + 1) * per_split]
+        expected = []
+        for r in range(3):  # repeat r draws its inner split with seed + k + 1000 r
+            itr, iva = inner_split(design, sp.train, "G", settings, 0.2, seed=5 + k + 1000 * r)
+            itr = itr[sizes[itr] <= 20]
+            assert fits[4 * r]["rows"] == set(itr.tolist())
+            expected.append(np.mean(np.abs(sizes[iva] - sizes[itr].mean())))
+        assert len({frozenset(fits[4 * r]["rows"]) for r in range(3)}) == 3  # three different draws
+        assert rows["inner_score"][k] == pytest.approx(np.mean(expected))
+
+
 def test_inner_split_chooses_the_feature_blocks():
     design = _synthetic_design()
     rng = np.random.default_rng(1)

@@ -1,7 +1,8 @@
 """The evaluation harness: one *run* (task, model, feature set) under one protocol.
 
 For every split of the protocol: choose the model's parameters on an inner split of the
-training rows (``protocols.inner_split``), refit the chosen candidate on all training rows,
+training rows (``protocols.inner_split``; with config ``inner.repeats`` R, on the mean score
+over R inner splits drawn with different seeds), refit the chosen candidate on all training rows,
 predict the validation rows. The validation rows of a split never reach a fitted object:
 the column filter, the scaler and the model are one pipeline fitted on training rows only
 (checked by ``tests/test_synthesis.py`` with a recording estimator).
@@ -31,6 +32,7 @@ from nanoforge.synthesis.runs import HarnessError, run_config, run_spec  # noqa:
 log = logging.getLogger(__name__)
 
 SIZE_INPUT = f"{HARNESS_BLOCK}__size_nm"  # always kept by FeatureFilter
+INNER_SEED_STEP = 1000  # inner split r of outer split k is drawn with seed + k + r * step
 
 
 @dataclass
@@ -108,6 +110,7 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
         return rows if limit is None else rows[sizes[rows] <= limit]
 
     inner_fraction = float(cfg["inner"]["fraction"])
+    inner_repeats = int(cfg["inner"].get("repeats", 1))
     min_count = int(cfg["featurize"]["min_count"])
 
     def factory(params):
@@ -121,12 +124,15 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
     for k, sp in enumerate(splits):
         chosen, inner_scores = cands[0], []
         if len(cands) > 1:
-            itr, iva = inner_split(design, sp.train, protocol, settings, inner_fraction, seed + k)
-            for params in cands:
-                rows = rows_for(params, itr)
-                pipe = factory(params)
-                pipe.fit(X[rows], y[rows], **models_mod.fit_params(params, families[rows], sizes[rows], kind))
-                inner_scores.append(_score(task, y[iva], pipe.predict(X[iva])))
+            inner_scores = [0.0] * len(cands)
+            for r in range(inner_repeats):  # repeat 0 draws with seed + k, as one split always did
+                itr, iva = inner_split(design, sp.train, protocol, settings, inner_fraction,
+                                       seed + k + INNER_SEED_STEP * r)
+                for i, params in enumerate(cands):
+                    rows = rows_for(params, itr)
+                    pipe = factory(params)
+                    pipe.fit(X[rows], y[rows], **models_mod.fit_params(params, families[rows], sizes[rows], kind))
+                    inner_scores[i] += _score(task, y[iva], pipe.predict(X[iva])) / inner_repeats
             chosen = cands[int(np.argmin(inner_scores))]
         train = rows_for(chosen, sp.train)
         pipe = factory(chosen)
