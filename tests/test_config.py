@@ -34,6 +34,13 @@ def test_wrong_type_is_named():
         validate_config({"seed": "zero"})
 
 
+def test_inner_repeats_is_checked_and_not_filled_in():
+    with pytest.raises(ConfigError, match=r"config key 'synthesis\.inner\.repeats': 0 is less than the minimum of 1"):
+        validate_config({"synthesis": {"inner": {"repeats": 0}}})
+    # absent stays absent (the harness reads it as 1), so existing evaluations keep their params
+    assert "repeats" not in validate_config({})["synthesis"]["inner"]
+
+
 def test_nested_list_item_error_names_index():
     bad = {"recipes": {"sources": [{"name": "x", "path": "p", "format": "docx"}]}}
     with pytest.raises(ConfigError, match=r"recipes\.sources\[0\]\.format"):
