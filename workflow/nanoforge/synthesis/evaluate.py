@@ -124,7 +124,7 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
     for k, sp in enumerate(splits):
         chosen, inner_scores = cands[0], []
         if len(cands) > 1:
-            inner_scores = [0.0] * len(cands)
+            scores = np.empty((inner_repeats, len(cands)))
             for r in range(inner_repeats):  # repeat 0 draws with seed + k, as one split always did
                 itr, iva = inner_split(design, sp.train, protocol, settings, inner_fraction,
                                        seed + k + INNER_SEED_STEP * r)
@@ -132,7 +132,8 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
                     rows = rows_for(params, itr)
                     pipe = factory(params)
                     pipe.fit(X[rows], y[rows], **models_mod.fit_params(params, families[rows], sizes[rows], kind))
-                    inner_scores[i] += _score(task, y[iva], pipe.predict(X[iva])) / inner_repeats
+                    scores[r, i] = _score(task, y[iva], pipe.predict(X[iva]))
+            inner_scores = scores.mean(axis=0)
             chosen = cands[int(np.argmin(inner_scores))]
         train = rows_for(chosen, sp.train)
         pipe = factory(chosen)
@@ -145,7 +146,7 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
         fold_rows.append({
             "fold": sp.name, "n_train": int(train.size), "n_val": int(sp.val.size), **m,
             "params": json.dumps(chosen, sort_keys=True),
-            "inner_score": float(min(inner_scores)) if inner_scores else float("nan"),
+            "inner_score": float(min(inner_scores)) if len(inner_scores) else float("nan"),
         })
         log.info("%s %s split %s: train %d, val %d, %s, params %s", protocol, run["name"], sp.name,
                  train.size, sp.val.size, ", ".join(f"{a} {b:.4g}" for a, b in m.items()), chosen)
