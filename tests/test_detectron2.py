@@ -349,3 +349,7 @@ def test_gpu_overlay_extends_the_default_config_with_valid_detectron2_keys():
     assert gpu["detector"]["device"] == "cuda"
     cfg = load_config(REPO / gpu["detector"]["config"], detector_training_overrides(gpu["detector"]), "cpu", 0)
     assert cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.DATALOADER.NUM_WORKERS == 12
+    # small particles are trained at the scale inference enlarges them to (off by default)
+    assert cfg.NANOFORGE.ADAPTIVE_SCALE_TRAIN_PROB == 0.5
+    assert load_config(REPO / base["detector"]["config"], detector_training_overrides(base["detector"]),
+                       "cpu", 0).NANOFORGE.ADAPTIVE_SCALE_TRAIN_PROB == 0.0
