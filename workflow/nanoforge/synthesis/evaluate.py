@@ -122,7 +122,7 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
     pred_rows = []
     fold_rows = []
     for k, sp in enumerate(splits):
-        chosen, inner_scores = cands[0], []
+        chosen, inner_score = cands[0], float("nan")  # nan: one candidate, nothing to choose
         if len(cands) > 1:
             scores = np.empty((inner_repeats, len(cands)))
             for r in range(inner_repeats):  # repeat 0 draws with seed + k, as one split always did
@@ -133,8 +133,9 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
                     pipe = factory(params)
                     pipe.fit(X[rows], y[rows], **models_mod.fit_params(params, families[rows], sizes[rows], kind))
                     scores[r, i] = _score(task, y[iva], pipe.predict(X[iva]))
-            inner_scores = scores.mean(axis=0)
-            chosen = cands[int(np.argmin(inner_scores))]
+            mean = scores.mean(axis=0)
+            best = int(np.argmin(mean))
+            chosen, inner_score = cands[best], float(mean[best])
         train = rows_for(chosen, sp.train)
         pipe = factory(chosen)
         pipe.fit(X[train], y[train], **models_mod.fit_params(chosen, families[train], sizes[train], kind))
@@ -146,7 +147,7 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
         fold_rows.append({
             "fold": sp.name, "n_train": int(train.size), "n_val": int(sp.val.size), **m,
             "params": json.dumps(chosen, sort_keys=True),
-            "inner_score": float(min(inner_scores)) if len(inner_scores) else float("nan"),
+            "inner_score": inner_score,
         })
         log.info("%s %s split %s: train %d, val %d, %s, params %s", protocol, run["name"], sp.name,
                  train.size, sp.val.size, ", ".join(f"{a} {b:.4g}" for a, b in m.items()), chosen)
