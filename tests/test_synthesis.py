@@ -13,7 +13,9 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.pipeline import Pipeline
 
+from conftest import REPO
 from nanoforge.chemicals import DEFAULT_PATH, ChemicalTable
+from nanoforge.config import load_config
 from nanoforge.features.recipe import RecipeFeaturizer
 from nanoforge.features.select import FeatureFilter
 from nanoforge.synthesis import compare, metrics, models
@@ -277,6 +279,17 @@ def test_vote_builds_members():
     assert members["et"].n_estimators == 3 and members["rf"].max_depth == 2
     with pytest.raises(models.ModelConfigError, match="member"):
         models.build_pipeline("vote", "size", {"members": ["zz"]}, ["a__x"], models=cfgs)
+
+
+def test_default_vote_log_fits_lightgbm_to_the_median():
+    """config.yaml's vote_log (the best G run): its LightGBM member minimises the absolute
+    error (L1 loss), its random forest keeps its own parameters."""
+    cfgs = load_config(REPO / "config.yaml")["synthesis"]["models"]
+    pipe = models.build_pipeline("vote", "size", cfgs["vote_log"]["params"], ["a__x"], models=cfgs)
+    members = dict(pipe.named_steps["model"].regressor.estimators)
+    assert members["lgbm"].objective == "l1"
+    assert members["rf"].n_estimators == cfgs["rf"]["params"]["n_estimators"]
+    assert cfgs["lgbm"]["params"].get("objective") is None  # size_lgbm_chem keeps its loss
 
 
 class _SizeRec(BaseEstimator, RegressorMixin):
