@@ -55,6 +55,8 @@ def test_weak_labels_are_measured_and_evaluated(weak_run):
         doc = coco.read_coco(wd / f"results/segmentation/weak_labels/{image_set}.json")
         assert len(doc["images"]) == n  # every image has an entry, even with no labels
         assert set(doc["info"]["dropped"]) >= {"low_score", "low_contrast", "duplicate"}
+        # the trained detector's enlargement of each image is recorded (1.0: none, at most 3x)
+        assert all(1.0 <= i["detector_scale"] <= 3.0 for i in doc["images"])
         for a in doc["annotations"][:50]:
             assert "ignore_segmentation" in a and 0 <= a["score"] <= 1
     sub = coco.read_coco(wd / "results/weak_labels/emps_dev/annotations.json")

@@ -3,6 +3,8 @@ does not depend on a trained detector), plus drops, the ignore band and the COCO
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -156,6 +158,24 @@ def test_document_has_masks_scores_ignore_bands_and_drop_counts(synthetic, tmp_p
     sub = dataset_subset(back, "synthetic_test")
     assert [coco.image_key(i) for i in sub["images"]] == ["synthetic_test/000000", "synthetic_test/000001"]
     assert sub["info"]["n_labels"] == len(sub["annotations"]) > 0
+
+
+def test_weak_labels_record_the_detector_enlargement(synthetic, tmp_path):
+    """A detector that looked at an image enlarged (third value of detect) leaves the factor in
+    the image entry and the log line; one that did not (two values) records 1.0."""
+    from PIL import Image
+
+    img, gt = synthetic[0]
+    path = tmp_path / "img.png"
+    Image.fromarray(img).save(path)
+    rows = [{"image_id": "a/enlarged", "path": str(path)}, {"image_id": "a/plain", "path": str(path)}]
+    answers = iter([(boxes_of(gt), np.full(len(gt), 0.9), 2.5), (boxes_of(gt), np.full(len(gt), 0.9))])
+    log = io.StringIO()
+    doc = weak_label_images(rows, lambda _img: next(answers), {}, log=log)
+    assert [e["detector_scale"] for e in doc["images"]] == [2.5, 1.0]
+    lines = log.getvalue().splitlines()
+    assert f"a/enlarged: {len(gt)} detections at 2.50x ->" in lines[0]
+    assert f"a/plain: {len(gt)} detections ->" in lines[1]
 
 
 def test_unknown_or_bad_settings_are_errors():

@@ -654,10 +654,11 @@ class ParticleDetector:
         order = torch.argsort(scores, descending=True)
         return Detections(boxes[order].numpy().astype(np.float64), scores[order].numpy().astype(np.float64))
 
-    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(boxes, scores)`` of :meth:`predict` (the form nanoforge.tem.weak_labels takes)."""
+    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(boxes, scores, scale)`` of :meth:`predict` (the form nanoforge.tem.weak_labels
+        takes; ``scale``: the adaptive enlargement used, 1.0 for none)."""
         d = self.predict(image)
-        return d.boxes, d.scores
+        return d.boxes, d.scores, float(d.scale)
 
 
 # ---------------------------------------------------------------------------------------

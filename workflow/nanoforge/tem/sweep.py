@@ -49,10 +49,11 @@ def sweep(images: list[tuple[np.ndarray, list[dict]]], detect: Callable[[np.ndar
           base: dict, variants: list[dict], log=None) -> pl.DataFrame:
     """AP50 (pooled TP / (TP + FP + FN)), the mean per-image AP50 and the counts of each
     variant (``base`` updated by the variant) over ``images`` (gray image, ground-truth COCO
-    annotations). ``detect(image) -> (boxes, scores)`` runs once per image."""
+    annotations). ``detect(image) -> (boxes, scores)`` runs once per image (a third value,
+    the detector's enlargement, is not needed here)."""
     dets = []
     for k, (img, _) in enumerate(images, start=1):
-        boxes, scores = detect(img)
+        boxes, scores, *_ = detect(img)
         dets.append((np.asarray(boxes, float).reshape(-1, 4), np.asarray(scores, float).reshape(-1)))
         if log is not None:
             print(f"detected image {k}/{len(images)}: {len(dets[-1][1])} boxes", file=log, flush=True)

@@ -398,7 +398,9 @@ def weak_label_images(
     """Weak labels of a set of images -> COCO document (see the module docstring).
 
     ``images``: rows with ``image_id``, ``path`` (e.g. ``images.parquet`` rows);
-    ``detect(gray) -> (boxes, scores)``; ``read(path) -> 2-D array`` (default: Pillow, L)."""
+    ``detect(gray) -> (boxes, scores)`` or ``(boxes, scores, scale)``, ``scale`` being the
+    enlargement the detector looked at the image with (recorded per image as
+    ``detector_scale`` and in the log); ``read(path) -> 2-D array`` (default: Pillow, L)."""
     p = params if isinstance(params, WeakLabelParams) else WeakLabelParams.from_config(params)
     if read is None:
         from PIL import Image
@@ -414,14 +416,15 @@ def weak_label_images(
     for k, row in enumerate(images, start=1):
         t0 = time.perf_counter()
         img = read(row["path"])
-        boxes, scores = detect(img)
+        boxes, scores, *rest = detect(img)
+        scale = float(rest[0]) if rest else 1.0
         inst, dropped = weak_labels_for_image(img, np.asarray(boxes, float).reshape(-1, 4),
                                               np.asarray(scores, float).reshape(-1), p)
         seconds = time.perf_counter() - t0
         h, w = img.shape[:2]
         doc["images"].append(coco.image_entry(k, row["image_id"], str(row["path"]), w, h,
                                               seconds=round(seconds, 4), n_detections=int(len(scores)),
-                                              dropped=dropped))
+                                              detector_scale=round(scale, 3), dropped=dropped))
         for a in inst:
             x0, y0, x1, y1 = (float(v) for v in a.box)
             doc["annotations"].append(coco.annotation_from_crop(
@@ -434,7 +437,8 @@ def weak_label_images(
             totals[r] += n
         if log is not None:
             drops = ", ".join(f"{r} {n}" for r, n in dropped.items() if n) or "none"
-            print(f"{row['image_id']}: {len(scores)} detections -> {len(inst)} weak labels "
+            enlarged = f" at {scale:.2f}x" if scale != 1.0 else ""
+            print(f"{row['image_id']}: {len(scores)} detections{enlarged} -> {len(inst)} weak labels "
                   f"(dropped: {drops}) in {seconds:.2f} s", file=log)
     doc["info"]["dropped"] = totals
     if log is not None:
