@@ -234,3 +234,70 @@ def test_sweep_scores_each_variant_on_cached_detections(synthetic):
         parse_variant("max_iou=0.3")
     with pytest.raises(ValueError, match="is not key=value"):
         parse_variant("max_mask_iou")
+
+
+def test_watershed_cuts_touching_particles_but_not_rods_or_single_particles():
+    from nanoforge.tem.weak_labels import solidity, watershed_pieces
+
+    yy, xx = np.mgrid[:40, :60]
+
+    def disc(cx, cy, r):
+        return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+
+    three = disc(12, 20, 6) | disc(24, 20, 6) | disc(36, 20, 6)
+    pieces = watershed_pieces(three, 6, 30, 0.2)
+    assert len(pieces) == 3 and all(100 <= q.sum() <= 125 for q in pieces)
+    assert not np.logical_and(pieces[0], pieces[1]).any() and sum(q.sum() for q in pieces) == three.sum()
+    rod = (abs(xx - 30) <= 20) & (abs(yy - 20) <= 5)
+    assert solidity(rod) == 1.0 and watershed_pieces(rod, 5, 20, 0.2) == []
+    assert watershed_pieces(disc(30, 20, 10), 10, 60, 0.2) == []
+    assert watershed_pieces(three, 6, 200, 0.2) == []  # a piece smaller than min_area: no cut
+
+
+def test_a_box_around_touching_particles_is_cut_into_them():
+    """Ten isolated discs with their own boxes set the typical size; one box drawn around two
+    touching discs gives one mask of both unless split_area_ratio is on (off by default)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:200, :260]
+    img = np.full(yy.shape, 200.0)
+    gt_masks, boxes = [], []
+    for k in range(10):
+        cx, cy = 20 + 24 * k, 30
+        m = (xx - cx) ** 2 + (yy - cy) ** 2 <= 64
+        gt_masks.append(m)
+        boxes.append([cx - 9, cy - 9, cx + 10, cy + 10])
+    pair = [(xx - 100) ** 2 + (yy - 120) ** 2 <= 64, (xx - 115) ** 2 + (yy - 120) ** 2 <= 64]
+    gt_masks += pair
+    boxes.append([90, 110, 125, 131])
+    for m in gt_masks:
+        img[m] = 80.0
+    img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+    gt = [coco.annotation_from_crop(m, 0, 0, img.shape, 1, i + 1) for i, m in enumerate(gt_masks)]
+    boxes, scores = np.array(boxes, float), np.full(len(boxes), 0.9)
+
+    off, _ = weak_labels_for_image(img, boxes, scores, WeakLabelParams())
+    on, _ = weak_labels_for_image(img, boxes, scores, WeakLabelParams(split_area_ratio=1.8))
+    r_off = evaluate_image(to_annotations(off, img.shape), gt)
+    r_on = evaluate_image(to_annotations(on, img.shape), gt)
+    assert (len(off), r_off["tp_0.5"], r_off["fp_0.5"]) == (11, 10, 1)
+    assert (len(on), r_on["tp_0.5"], r_on["fp_0.5"], r_on["fn_0.5"]) == (12, 12, 0, 0)
+    assert sorted(a.pieces for a in on)[-2:] == [2, 2] and sum(a.pieces > 1 for a in on) == 2
+    # too few masks for a typical size: nothing is cut
+    few, _ = weak_labels_for_image(img, boxes[-3:], scores[-3:], WeakLabelParams(split_area_ratio=1.8))
+    assert len(few) == 3
+
+
+def test_pieces_of_a_cut_mask_are_marked_in_the_document():
+    yy, xx = np.mgrid[:120, :200]
+    img = np.full(yy.shape, 200, np.uint8)
+    boxes = []
+    for k in range(8):
+        img[(xx - 15 - 22 * k) ** 2 + (yy - 20) ** 2 <= 49] = 70
+        boxes.append([15 + 22 * k - 8, 12, 15 + 22 * k + 9, 29])
+    img[((xx - 60) ** 2 + (yy - 80) ** 2 <= 49) | ((xx - 73) ** 2 + (yy - 80) ** 2 <= 49)] = 70
+    boxes.append([51, 71, 82, 90])
+    doc = weak_label_images([{"image_id": "set/a", "path": "a.png"}],
+                            lambda g: (np.array(boxes, float), np.full(len(boxes), 0.9)),
+                            {"split_area_ratio": 1.8}, read=lambda path: img, log=io.StringIO())
+    assert doc["images"][0]["split_pieces"] == 2
+    assert sorted(a.get("split_pieces", 1) for a in doc["annotations"]) == [1] * 8 + [2, 2]

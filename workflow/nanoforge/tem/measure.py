@@ -90,6 +90,12 @@ def hull_pixel_count(hull: np.ndarray, n_pixels: int) -> float:
     return max(area2 / 2 + boundary / 2 + 1, float(n_pixels))
 
 
+def convex_pixel_count(rr: np.ndarray, cc: np.ndarray) -> float:
+    """Pixels whose centres lie in the convex hull of the given pixel centres (Pick)."""
+    hull = convex_hull_points(np.stack([cc, rr], axis=1).astype(np.float64))
+    return hull_pixel_count(hull, len(rr))
+
+
 def feret_diameters(hull: np.ndarray) -> tuple[float, float]:
     """(max, min) caliper diameters of a convex polygon (vertices in order)."""
     k = len(hull)

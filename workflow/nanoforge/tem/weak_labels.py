@@ -22,7 +22,16 @@ The paper's first labelling stage, made explicit. For every detected box (score 
    higher-scoring mask (mask IoU above ``max_mask_iou``, or more than ``max_inside`` of its
    area inside that mask: a detection of part of a particle). Low-confidence boxes are counted
    as ``low_score``.
-8. *Overlaps*: a pixel claimed by two kept masks goes to the instance whose box centre is
+8. *Merged particles* (optional, ``split_area_ratio`` > 0; 1.8 is the tuned value): a mask much larger than the image's
+   typical mask (area above ``split_area_ratio`` times the median mask area of the image) and
+   clearly not convex (solidity below ``split_max_solidity``) is a box drawn around several
+   touching particles; it is cut by a distance-transform watershed whose markers are the
+   maxima of the distance map that stand ``split_h_frac`` of the typical particle radius
+   above their surroundings. The cut is kept only when every piece holds at least
+   ``split_min_piece`` of the typical area; each piece then carries the detection's box and
+   score. This runs before the duplicate test, so a piece that another detection already
+   covers is dropped there.
+9. *Overlaps*: a pixel claimed by two kept masks goes to the instance whose box centre is
    nearer (distance scaled by box size), so instances do not share pixels.
 
 Each kept instance also carries an *ignore band*: the pixels between a dilation and an
@@ -35,10 +44,12 @@ usual ``segmentation`` (compressed RLE), ``bbox``, ``area`` and ``score`` (the d
 plus
 
 - ``ignore_segmentation``: compressed RLE (same image size) of the ignore band;
-- ``detection_bbox``: the detector's box ``[x, y, w, h]``.
+- ``detection_bbox``: the detector's box ``[x, y, w, h]``;
+- ``split_pieces``: only on pieces of a cut mask (step 8), the number of pieces.
 
-Each image entry has ``seconds`` (detection + masks) and ``dropped`` (counts by reason);
-``info.dropped`` sums them over the document.
+Each image entry has ``seconds`` (detection + masks), ``dropped`` (counts by reason) and
+``split_pieces`` (weak labels that are pieces of a cut mask); ``info.dropped`` sums the drops
+over the document.
 """
 
 from __future__ import annotations
@@ -54,6 +65,7 @@ from scipy import ndimage
 from skimage import filters
 
 from nanoforge.tem import coco
+from nanoforge.tem.measure import convex_pixel_count
 
 DROP_REASONS = ("low_score", "empty", "low_contrast", "too_small", "underfilled_box", "box_mismatch", "duplicate")
 
@@ -81,6 +93,11 @@ class WeakLabelParams:
     resolve_overlaps: bool = True
     ignore_band_px: int = 1
     ignore_band_frac: float = 0.05  # of the equivalent diameter
+    split_area_ratio: float = 0.0  # cut masks larger than this x the image's median mask area (0 = off)
+    split_max_solidity: float = 0.95  # ... and less convex than this
+    split_h_frac: float = 0.1  # watershed markers: maxima this x the typical radius high
+    split_min_piece: float = 0.3  # every piece at least this x the median mask area
+    split_min_masks: int = 8  # the image needs this many masks for a typical size
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> "WeakLabelParams":
@@ -109,6 +126,7 @@ class Instance:
     ignore: np.ndarray | None = None  # bool crop (same frame as ``ignore_row0/col0``)
     ignore_row0: int = 0
     ignore_col0: int = 0
+    pieces: int = 1  # > 1: one piece of a mask cut by split_merged
 
 
 def _disk(r: int) -> np.ndarray:
@@ -260,6 +278,60 @@ def mask_in_box(img: np.ndarray, box, p: WeakLabelParams) -> tuple[np.ndarray | 
     return crop, wr0 + int(rows[0]), wc0 + int(cols[0]), ""
 
 
+def watershed_pieces(mask: np.ndarray, radius: float, min_area: float, h_frac: float) -> list[np.ndarray]:
+    """Cut a mask of touching particles of typical radius ``radius`` (px) by a watershed on its
+    distance map; markers are the regional maxima at least ``h_frac * radius`` high. Returns
+    the pieces (bool arrays, the mask's frame), or ``[]`` when there is nothing to cut or a
+    piece would be smaller than ``min_area`` px."""
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    pad = np.pad(np.asarray(mask, bool), 1)
+    dist = ndimage.distance_transform_edt(pad)
+    dist = ndimage.gaussian_filter(dist, 0.5) * pad  # pixel steps would make false maxima
+    peaks, n = ndimage.label(h_maxima(dist, max(0.5, h_frac * radius)))
+    if n < 2:
+        return []
+    lab = watershed(-dist, peaks, mask=pad)[1:-1, 1:-1]
+    pieces = [lab == k for k in range(1, n + 1)]
+    if any(q.sum() < min_area for q in pieces):
+        return []
+    return pieces
+
+
+def split_merged(inst: list[Instance], p: WeakLabelParams) -> tuple[list[Instance], int]:
+    """Cut masks that hold several touching particles (module docstring, step 8). Returns the
+    instances (pieces in place of a cut mask, same order otherwise) and the number of masks
+    cut."""
+    if p.split_area_ratio <= 0 or len(inst) < max(2, p.split_min_masks):
+        return inst, 0
+    areas = np.array([a.crop.sum() for a in inst], float)
+    typical = float(np.median(areas))
+    radius = math.sqrt(typical / math.pi)
+    out: list[Instance] = []
+    n_cut = 0
+    for a, area in zip(inst, areas):
+        pieces = []
+        if area > p.split_area_ratio * typical and solidity(a.crop) < p.split_max_solidity:
+            pieces = watershed_pieces(a.crop, radius, p.split_min_piece * typical, p.split_h_frac)
+        if not pieces:
+            out.append(a)
+            continue
+        n_cut += 1
+        for q in pieces:
+            rows = np.flatnonzero(q.any(axis=1))
+            cols = np.flatnonzero(q.any(axis=0))
+            out.append(replace(a, crop=q[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1],
+                               row0=a.row0 + int(rows[0]), col0=a.col0 + int(cols[0]), pieces=len(pieces)))
+    return out, n_cut
+
+
+def solidity(mask: np.ndarray) -> float:
+    """Mask area / pixels in the convex hull of its pixel centres (as measured particles)."""
+    rr, cc = np.nonzero(mask)
+    return float(min(1.0, rr.size / convex_pixel_count(rr, cc))) if rr.size else 1.0
+
+
 def _paste_overlaps(inst: list[Instance]) -> np.ndarray:
     """Pairwise intersection (pixels) of the instances' masks (dense matrix, zero where the
     crops do not meet)."""
@@ -360,6 +432,7 @@ def weak_labels_for_image(img: np.ndarray, boxes: np.ndarray, scores: np.ndarray
             dropped[reason] += 1
             continue
         inst.append(Instance(crop, r0, c0, float(scores[i]), np.asarray(boxes[i], float)))
+    inst, _ = split_merged(inst, p)
     # duplicates: a mask overlapping a higher-scoring kept mask too much (inst is by score)
     if len(inst) > 1:
         inter = _paste_overlaps(inst)
@@ -422,15 +495,18 @@ def weak_label_images(
                                               np.asarray(scores, float).reshape(-1), p)
         seconds = time.perf_counter() - t0
         h, w = img.shape[:2]
+        n_pieces = sum(a.pieces > 1 for a in inst)
         doc["images"].append(coco.image_entry(k, row["image_id"], str(row["path"]), w, h,
                                               seconds=round(seconds, 4), n_detections=int(len(scores)),
-                                              detector_scale=round(scale, 3), dropped=dropped))
+                                              detector_scale=round(scale, 3), dropped=dropped,
+                                              split_pieces=n_pieces))
         for a in inst:
             x0, y0, x1, y1 = (float(v) for v in a.box)
             doc["annotations"].append(coco.annotation_from_crop(
                 a.crop, a.row0, a.col0, (h, w), k, next_ann, score=a.score,
                 ignore_segmentation=coco.encode_crop(a.ignore, a.ignore_row0, a.ignore_col0, (h, w)),
                 detection_bbox=[round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                **({"split_pieces": a.pieces} if a.pieces > 1 else {}),
             ))
             next_ann += 1
         for r, n in dropped.items():
@@ -438,7 +514,8 @@ def weak_label_images(
         if log is not None:
             drops = ", ".join(f"{r} {n}" for r, n in dropped.items() if n) or "none"
             enlarged = f" at {scale:.2f}x" if scale != 1.0 else ""
-            print(f"{row['image_id']}: {len(scores)} detections{enlarged} -> {len(inst)} weak labels "
+            cut = f", {n_pieces} from cut masks" if n_pieces else ""
+            print(f"{row['image_id']}: {len(scores)} detections{enlarged} -> {len(inst)} weak labels{cut} "
                   f"(dropped: {drops}) in {seconds:.2f} s", file=log)
     doc["info"]["dropped"] = totals
     if log is not None:
