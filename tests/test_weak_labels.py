@@ -237,7 +237,8 @@ def test_sweep_scores_each_variant_on_cached_detections(synthetic):
 
 
 def test_watershed_cuts_touching_particles_but_not_rods_or_single_particles():
-    from nanoforge.tem.weak_labels import solidity, watershed_pieces
+    from nanoforge.tem.measure import solidity
+    from nanoforge.tem.weak_labels import watershed_pieces
 
     yy, xx = np.mgrid[:40, :60]
 

@@ -34,7 +34,7 @@ from skimage import filters, morphology, segmentation
 from skimage.feature import peak_local_max
 
 from nanoforge.tem import coco
-from nanoforge.tem.measure import convex_pixel_count
+from nanoforge.tem.measure import solidity
 
 DEFAULTS = {
     "dark_particles": True,
@@ -147,13 +147,13 @@ def _shape_ok(crop: np.ndarray, min_area: int, max_aspect: float) -> tuple[bool,
     rr, cc = np.nonzero(crop)
     if rr.size < min_area or _aspect(rr, cc) > max_aspect:
         return False, 0.0
-    return True, float(min(1.0, rr.size / convex_pixel_count(rr, cc)))
+    return True, solidity(crop)
 
 
 def _is_straight_bar(crop: np.ndarray, max_aspect: float) -> bool:
     """A long, nearly convex component: a scale bar or a line, not a chain of particles."""
     rr, cc = np.nonzero(crop)
-    return _aspect(rr, cc) > max_aspect and rr.size / convex_pixel_count(rr, cc) > 0.9
+    return _aspect(rr, cc) > max_aspect and solidity(crop) > 0.9
 
 
 def segment_image(img: np.ndarray, cfg: dict | None = None) -> list[tuple[np.ndarray, int, int, float]]:

@@ -90,10 +90,14 @@ def hull_pixel_count(hull: np.ndarray, n_pixels: int) -> float:
     return max(area2 / 2 + boundary / 2 + 1, float(n_pixels))
 
 
-def convex_pixel_count(rr: np.ndarray, cc: np.ndarray) -> float:
-    """Pixels whose centres lie in the convex hull of the given pixel centres (Pick)."""
+def solidity(mask: np.ndarray) -> float:
+    """Mask area / pixels whose centres lie in the convex hull of its pixel centres (Pick);
+    1.0 for an empty mask."""
+    rr, cc = np.nonzero(mask)
+    if not rr.size:
+        return 1.0
     hull = convex_hull_points(np.stack([cc, rr], axis=1).astype(np.float64))
-    return hull_pixel_count(hull, len(rr))
+    return float(min(1.0, rr.size / hull_pixel_count(hull, rr.size)))
 
 
 def feret_diameters(hull: np.ndarray) -> tuple[float, float]:

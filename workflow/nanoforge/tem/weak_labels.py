@@ -65,7 +65,7 @@ from scipy import ndimage
 from skimage import filters
 
 from nanoforge.tem import coco
-from nanoforge.tem.measure import convex_pixel_count
+from nanoforge.tem.measure import solidity
 
 DROP_REASONS = ("low_score", "empty", "low_contrast", "too_small", "underfilled_box", "box_mismatch", "duplicate")
 
@@ -299,17 +299,15 @@ def watershed_pieces(mask: np.ndarray, radius: float, min_area: float, h_frac: f
     return pieces
 
 
-def split_merged(inst: list[Instance], p: WeakLabelParams) -> tuple[list[Instance], int]:
-    """Cut masks that hold several touching particles (module docstring, step 8). Returns the
-    instances (pieces in place of a cut mask, same order otherwise) and the number of masks
-    cut."""
+def split_merged(inst: list[Instance], p: WeakLabelParams) -> list[Instance]:
+    """Cut masks that hold several touching particles (module docstring, step 8): the
+    instances with pieces in place of a cut mask (same order otherwise)."""
     if p.split_area_ratio <= 0 or len(inst) < max(2, p.split_min_masks):
-        return inst, 0
+        return inst
     areas = np.array([a.crop.sum() for a in inst], float)
     typical = float(np.median(areas))
     radius = math.sqrt(typical / math.pi)
     out: list[Instance] = []
-    n_cut = 0
     for a, area in zip(inst, areas):
         pieces = []
         if area > p.split_area_ratio * typical and solidity(a.crop) < p.split_max_solidity:
@@ -317,19 +315,18 @@ def split_merged(inst: list[Instance], p: WeakLabelParams) -> tuple[list[Instanc
         if not pieces:
             out.append(a)
             continue
-        n_cut += 1
-        for q in pieces:
-            rows = np.flatnonzero(q.any(axis=1))
-            cols = np.flatnonzero(q.any(axis=0))
-            out.append(replace(a, crop=q[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1],
-                               row0=a.row0 + int(rows[0]), col0=a.col0 + int(cols[0]), pieces=len(pieces)))
-    return out, n_cut
+        out += [_trimmed(replace(a, pieces=len(pieces)), q) for q in pieces]
+    return out
 
 
-def solidity(mask: np.ndarray) -> float:
-    """Mask area / pixels in the convex hull of its pixel centres (as measured particles)."""
-    rr, cc = np.nonzero(mask)
-    return float(min(1.0, rr.size / convex_pixel_count(rr, cc))) if rr.size else 1.0
+def _trimmed(a: Instance, crop: np.ndarray) -> Instance:
+    """``a`` with ``crop`` (a non-empty mask in ``a``'s frame) cut to its bounding box."""
+    rows = np.flatnonzero(crop.any(axis=1))
+    cols = np.flatnonzero(crop.any(axis=0))
+    a.crop = crop[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    a.row0 += int(rows[0])
+    a.col0 += int(cols[0])
+    return a
 
 
 def _paste_overlaps(inst: list[Instance]) -> np.ndarray:
@@ -385,12 +382,7 @@ def _resolve_overlaps(inst: list[Instance], shape) -> list[Instance]:
         if n > 1:  # keep the largest piece
             sizes = np.bincount(lab.ravel())[1:]
             crop = lab == (int(np.argmax(sizes)) + 1)
-        rows = np.flatnonzero(crop.any(axis=1))
-        cols = np.flatnonzero(crop.any(axis=0))
-        a.crop = crop[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-        a.row0 += int(rows[0])
-        a.col0 += int(cols[0])
-        out.append(a)
+        out.append(_trimmed(a, crop))
     return out
 
 
@@ -432,7 +424,7 @@ def weak_labels_for_image(img: np.ndarray, boxes: np.ndarray, scores: np.ndarray
             dropped[reason] += 1
             continue
         inst.append(Instance(crop, r0, c0, float(scores[i]), np.asarray(boxes[i], float)))
-    inst, _ = split_merged(inst, p)
+    inst = split_merged(inst, p)
     # duplicates: a mask overlapping a higher-scoring kept mask too much (inst is by score)
     if len(inst) > 1:
         inter = _paste_overlaps(inst)
