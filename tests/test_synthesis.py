@@ -499,3 +499,23 @@ def test_family_breakdown_by_hand():
     assert perfect["error_share"].to_list() == [0.0, 0.0, 0.0] and perfect["mae_nm"].max() == 0.0
     with pytest.raises(ValueError, match="size_pred_nm"):
         metrics.family_breakdown(pred.drop("size_pred_nm"))
+
+
+def test_product_report_by_hand():
+    from nanoforge.bench.synthesis import product_report
+
+    def table(run, protocol, folds):
+        rows = [{"protocol": protocol, "run": run, "fold": f, "n_val": n, "mae_nm": m} for f, n, m in folds]
+        rows += [{"protocol": protocol, "run": run, "fold": k, "n_val": None, "mae_nm": 9.9} for k in ("mean", "std")]
+        return pl.DataFrame(rows)
+
+    shape = pl.DataFrame({"protocol": ["U"], "run": ["shape_x"], "fold": ["Ni"], "accuracy": [0.5]})
+    lines = product_report([table("size_b", "U", [("Ni", 21, 2.5), ("Au", 7, 1.25)]),
+                            table("size_a", "U", [("Ni", 21, 3.0)]),
+                            table("size_a", "G", [("0", 100, 7.0)]), shape])
+    assert lines[0] == "Protocol U: size MAE (nm) by held-out product"
+    assert lines[1].split() == ["product", "rows", "size_a", "size_b", "paper", "transformer"]
+    assert lines[2].split() == ["Ni", "21", "3.000", "2.500", "2.01"]  # the paper held Ni out
+    assert lines[3].split() == ["Au", "7", "-", "1.250", "-"]  # size_a did not hold Au out; the paper neither
+    assert len(lines) == 4  # G folds, means and shape runs are not products
+    assert product_report([table("size_a", "G", [("0", 100, 7.0)]), shape]) == []

@@ -98,6 +98,8 @@ def test_report_and_benchmark(synthesis_run):
     assert "Targets:" in proc.stdout
     assert "Protocol G, size_et_chem: error by recipe family" in proc.stdout  # the only G size run
     assert "PbSe|OA+ODE+OLA+PbO+Se+TOP" in proc.stdout  # a third of G's validation rows
+    ni = next(line for line in proc.stdout.splitlines() if line.split()[:1] == ["Ni"])
+    assert "Protocol U: size MAE (nm) by held-out product" in proc.stdout and ni.split()[-1] == "2.01"
     missing = subprocess.run([sys.executable, "-m", "nanoforge.bench", "synthesis", "--results", str(wd / "nothing")],
                              capture_output=True, text=True, env=env, timeout=120)
     assert missing.returncode == 1 and "run the workflow first" in missing.stderr

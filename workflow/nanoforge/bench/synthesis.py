@@ -10,7 +10,9 @@ run the workflow first, in its working directory::
     python -m nanoforge.bench synthesis
 
 Under protocol G it also prints where the error of the best size run comes from: the recipe
-families with the largest shares of its summed absolute error (``--families``).
+families with the largest shares of its summed absolute error (``--families``). Under
+protocol U it prints every size run's MAE on each held-out product, next to the paper
+transformer's MAE on that product where the paper held it out.
 
 ``--evaluate`` instead runs the harness here, in this process, from the feature table
 (``results/features/recipe_features.parquet``) and the config, without Snakemake (slow: it
@@ -89,6 +91,34 @@ def family_report(predictions: pl.DataFrame, run: str, top: int) -> list[str]:
     return lines
 
 
+def product_report(tables: list[pl.DataFrame]) -> list[str]:
+    """Size MAE (nm) of every size run under U on each held-out product (one row per product,
+    one column per run), with the paper transformer's MAE on the products it held out; no
+    lines when no size run was evaluated under U."""
+    from nanoforge.synthesis.compare import PAPER_U_MAE_NM
+
+    per_run, rows = {}, {}
+    for t in tables:
+        if "mae_nm" not in t.columns:
+            continue  # a shape run
+        folds = t.filter((pl.col("protocol") == "U") & ~pl.col("fold").is_in(["mean", "std"]))
+        if folds.height:
+            per_run[folds["run"][0]] = dict(zip(folds["fold"], folds["mae_nm"]))
+            rows.update(zip(folds["fold"], folds["n_val"]))
+    if not per_run:
+        return []
+    runs = sorted(per_run)
+    products = list(dict.fromkeys(p for r in runs for p in per_run[r]))
+    width = max(12, *(len(r) for r in runs))
+    lines = ["Protocol U: size MAE (nm) by held-out product",
+             f"  {'product':<14} {'rows':>5} " + " ".join(f"{r:>{width}}" for r in runs) + f" {'paper transformer':>17}"]
+    for product in products:
+        cells = [f"{per_run[r][product]:>{width}.3f}" if product in per_run[r] else f"{'-':>{width}}" for r in runs]
+        paper = PAPER_U_MAE_NM.get(product)
+        lines.append(f"  {product[:14]:<14} {rows[product]:>5} " + " ".join(cells) + f" {paper if paper is not None else '-':>17}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     from nanoforge.synthesis import compare
 
@@ -148,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
             predictions = {run: pl.read_parquet(root / "G" / run / "predictions.parquet")}
         print()
         print("\n".join(family_report(predictions[run], run, args.families)))
+    products = product_report(tables)
+    if products:
+        print()
+        print("\n".join(products))
     return 0
 
 
