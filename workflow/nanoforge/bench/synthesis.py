@@ -96,12 +96,13 @@ def product_report(tables: list[pl.DataFrame]) -> list[str]:
     one column per run), with the paper transformer's MAE on the products it held out; no
     lines when no size run was evaluated under U."""
     from nanoforge.synthesis.compare import PAPER_U_MAE_NM
+    from nanoforge.synthesis.metrics import SUMMARY_FOLDS
 
     per_run, rows = {}, {}
     for t in tables:
         if "mae_nm" not in t.columns:
             continue  # a shape run
-        folds = t.filter((pl.col("protocol") == "U") & ~pl.col("fold").is_in(["mean", "std"]))
+        folds = t.filter((pl.col("protocol") == "U") & ~pl.col("fold").is_in(SUMMARY_FOLDS))
         if folds.height:
             per_run[folds["run"][0]] = dict(zip(folds["fold"], folds["mae_nm"]))
             rows.update(zip(folds["fold"], folds["n_val"]))

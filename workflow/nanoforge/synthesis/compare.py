@@ -9,6 +9,8 @@ from pathlib import Path
 
 import polars as pl
 
+from nanoforge.synthesis.metrics import SUMMARY_FOLDS
+
 # The paper transformer's MAE (nm) on each product it held out (protocol U).
 PAPER_U_MAE_NM = {"PbSe": 2.65, "Ag2S": 3.19, "Ni": 2.01, "Cs2NaBiCl6": 1.48}
 
@@ -52,7 +54,7 @@ def comparison_table(metrics: list[pl.DataFrame], anchors: bool = True) -> pl.Da
             continue
         mean = table.filter(pl.col("fold") == "mean").row(0, named=True)
         std = table.filter(pl.col("fold") == "std").row(0, named=True)
-        n_splits = table.filter(~pl.col("fold").is_in(["mean", "std"])).height
+        n_splits = table.filter(~pl.col("fold").is_in(SUMMARY_FOLDS)).height
         row = {
             "protocol": mean["protocol"], "task": mean["task"], "with_size": mean["with_size"],
             "entry": f"{mean['run']} ({mean['model']} on {mean['features']})",

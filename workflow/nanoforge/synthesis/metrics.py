@@ -43,6 +43,9 @@ def shape_metrics(y_true, y_pred) -> dict[str, float]:
     }
 
 
+SUMMARY_FOLDS = ("mean", "std")  # the rows summarize() adds after the per-fold rows
+
+
 def metric_names(task: str) -> tuple[str, ...]:
     return SIZE_METRICS if task == "size" else SHAPE_METRICS
 
@@ -53,7 +56,7 @@ def summarize(per_fold: pl.DataFrame, task: str) -> pl.DataFrame:
     names = metric_names(task)
     folds = per_fold.with_columns(pl.col("fold").cast(pl.String))
     agg = []
-    for stat in ("mean", "std"):
+    for stat in SUMMARY_FOLDS:
         row = {"fold": stat}
         for m in names:
             vals = folds[m].to_numpy().astype(float)
