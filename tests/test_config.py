@@ -9,6 +9,7 @@ import yaml
 
 from conftest import REPO, run_snakemake
 from nanoforge.config import ConfigError, load_config, validate_config
+from nanoforge.synthesis.protocols import ProtocolSettings
 
 
 def test_default_config_is_valid_and_defaults_are_filled():
@@ -39,6 +40,15 @@ def test_inner_repeats_is_checked_and_not_filled_in():
         validate_config({"synthesis": {"inner": {"repeats": 0}}})
     # absent stays absent (the harness reads it as 1), so existing evaluations keep their params
     assert "repeats" not in validate_config({})["synthesis"]["inner"]
+
+
+def test_g_partition_seed_is_checked_and_not_filled_in():
+    with pytest.raises(ConfigError, match=r"synthesis\.protocols\.G\.partition_seed"):
+        validate_config({"synthesis": {"protocols": {"G": {"partition_seed": -1}}}})
+    assert "partition_seed" not in validate_config({})["synthesis"]["protocols"]["G"]
+    cfg = validate_config({"synthesis": {"protocols": {"G": {"partition_seed": 3}}}})
+    assert ProtocolSettings.from_config(cfg["synthesis"], "size").partition_seed == 3
+    assert ProtocolSettings.from_config(validate_config({})["synthesis"], "size").partition_seed is None
 
 
 def test_nested_list_item_error_names_index():

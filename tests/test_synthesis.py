@@ -23,6 +23,7 @@ from nanoforge.synthesis.evaluate import HarnessError, evaluate_run
 from nanoforge.synthesis.protocols import (
     ProtocolError,
     ProtocolSettings,
+    family_partition,
     inner_split,
     make_splits,
     paper_folds,
@@ -122,6 +123,34 @@ def test_protocol_splits_keep_rows_apart(real_keys):
     # shape trains on every size (no limit), as the paper's classifier does
     shape = make_splits(real_keys, "P", ProtocolSettings(train_max_size_nm=None))
     assert (size[shape[0].train] > 20).any()
+
+
+def test_other_family_partitions_of_protocol_g(real_keys):
+    """partition_seed draws another partition of the families (balanced, whole families,
+    reproducible); absent, G keeps GroupKFold's partition (the published comparison's)."""
+    s = ProtocolSettings()
+    family = real_keys["family"].to_numpy()
+    solid = np.flatnonzero(solid_mask(real_keys, s))
+    standard = [sorted(sp.val) for sp in make_splits(real_keys, "G", s)]
+    drawn = {}
+    for seed in (1, 2):
+        splits = make_splits(real_keys, "G", ProtocolSettings(partition_seed=seed))
+        assert sorted(np.concatenate([sp.val for sp in splits]).tolist()) == solid.tolist()
+        for sp in splits:
+            assert not set(family[sp.train]) & set(family[sp.val])
+        drawn[seed] = [sorted(sp.val) for sp in splits]
+        assert drawn[seed] != standard
+        assert [sorted(sp.val) for sp in make_splits(real_keys, "G", ProtocolSettings(partition_seed=seed))] == drawn[seed]
+    assert drawn[1] != drawn[2]
+    # by hand: 'a' (4 rows) and 'b' (3 rows) each fill a fold; the 1-row groups balance them
+    groups = np.array(list("aaaabbbcd"))
+    for seed in range(5):
+        folds = family_partition(groups, 2, seed)
+        for g in "abcd":
+            assert len(set(folds[groups == g])) == 1  # a group is never split
+        sizes = np.bincount(folds, minlength=2)
+        assert sizes.max() - sizes.min() <= 4
+    assert len({tuple(family_partition(groups, 3, seed)) for seed in range(10)}) > 1  # seeds differ
 
 
 def test_inner_split_mirrors_the_protocol(real_keys):
@@ -519,3 +548,17 @@ def test_product_report_by_hand():
     assert lines[3].split() == ["Au", "7", "-", "1.250", "-"]  # size_a did not hold Au out; the paper neither
     assert len(lines) == 4  # G folds, means and shape runs are not products
     assert product_report([table("size_a", "G", [("0", 100, 7.0)]), shape]) == []
+
+
+def test_partition_report_by_hand():
+    from nanoforge.bench.synthesis import partition_report
+
+    lines = partition_report({"size_b": {"standard": 2.6, "seed 1": 2.5, "seed 2": 2.7},
+                              "shape_a": {"standard": 0.8, "seed 1": 0.9}})
+    assert lines[1].split() == ["partition", "shape_a", "size_b"]
+    assert lines[2].split() == ["standard", "0.800", "2.600"]
+    assert lines[3].split() == ["seed", "1", "0.900", "2.500"]
+    assert lines[4].split() == ["seed", "2", "-", "2.700"]
+    assert lines[5].split() == ["mean", "drawn", "0.900", "2.600"]  # the standard partition is not drawn
+    assert lines[6].split() == ["std", "drawn", "0.000", "0.100"]
+    assert partition_report({}) == []

@@ -103,6 +103,21 @@ def test_report_and_benchmark(synthesis_run):
     missing = subprocess.run([sys.executable, "-m", "nanoforge.bench", "synthesis", "--results", str(wd / "nothing")],
                              capture_output=True, text=True, env=env, timeout=120)
     assert missing.returncode == 1 and "run the workflow first" in missing.stderr
+    # G on other family partitions: the harness refitted in the working directory
+    drawn = subprocess.run([sys.executable, "-m", "nanoforge.bench", "synthesis", "--evaluate", "--runs",
+                            "size_et_chem", "--protocols", "G", "--g-partitions", "2", "--families", "0"],
+                           capture_output=True, text=True, env=env, timeout=300, cwd=wd)
+    assert drawn.returncode == 0, drawn.stderr
+    lines = drawn.stdout.split("Protocol G on other partitions of the recipe families")[1].splitlines()
+    figures = {" ".join(line.split()[:-1]): float(line.split()[-1]) for line in lines[2:7]}
+    assert list(figures) == ["standard", "seed 1", "seed 2", "mean drawn", "std drawn"]
+    standard = pl.read_csv(wd / f"{SYN}/G/size_et_chem/metrics.csv", schema_overrides={"fold": pl.String})
+    assert figures["standard"] == pytest.approx(standard.filter(pl.col("fold") == "mean")["mae_nm"][0], abs=5e-4)
+    assert len({figures["standard"], figures["seed 1"], figures["seed 2"]}) == 3
+    assert figures["mean drawn"] == pytest.approx((figures["seed 1"] + figures["seed 2"]) / 2, abs=1e-3)
+    wrong = subprocess.run([sys.executable, "-m", "nanoforge.bench", "synthesis", "--g-partitions", "2"],
+                           capture_output=True, text=True, env=env, timeout=120, cwd=wd)
+    assert wrong.returncode == 2 and "--g-partitions needs --evaluate" in wrong.stderr
 
 
 def test_a_missing_unimol_file_is_a_clear_error(tmp_path, shared_data):

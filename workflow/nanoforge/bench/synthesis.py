@@ -16,7 +16,13 @@ transformer's MAE on that product where the paper held it out.
 
 ``--evaluate`` instead runs the harness here, in this process, from the feature table
 (``results/features/recipe_features.parquet``) and the config, without Snakemake (slow: it
-fits every run); ``--runs``/``--protocols`` restrict it.
+fits every run); ``--runs``/``--protocols`` restrict it. With ``--g-partitions N`` it also
+evaluates every G run on N other partitions of the recipe families into folds
+(``protocols.G.partition_seed`` 1..N) and prints the figure on each, with their mean and
+standard deviation next to the standard (GroupKFold) partition's: how much a G figure owes
+to which families happen to share a fold. For example::
+
+    python -m nanoforge.bench synthesis --evaluate --runs size_vote_chem --protocols G --g-partitions 8
 """
 
 from __future__ import annotations
@@ -120,6 +126,39 @@ def product_report(tables: list[pl.DataFrame]) -> list[str]:
     return lines
 
 
+def partition_report(figures: dict[str, dict]) -> list[str]:
+    """One row per partition of protocol G (``standard`` = GroupKFold, then the drawn
+    seeds), one column per run, each cell the run's figure on that partition
+    (``figures[run][partition]``: mean MAE over folds for size runs, mean accuracy for shape
+    runs), then the mean and standard deviation over the drawn partitions (the standard one
+    excluded)."""
+    import numpy as np
+
+    runs = sorted(figures)
+    if not runs:
+        return []
+    parts = list(dict.fromkeys(p for r in runs for p in figures[r]))
+    width = max(12, *(len(r) for r in runs))
+    lines = ["Protocol G on other partitions of the recipe families (size runs: MAE nm, "
+             "shape runs: accuracy; mean over folds)",
+             f"  {'partition':<12} " + " ".join(f"{r:>{width}}" for r in runs)]
+    for part in parts:
+        cells = [f"{figures[r][part]:>{width}.3f}" if part in figures[r] else f"{'-':>{width}}" for r in runs]
+        lines.append(f"  {part:<12} " + " ".join(cells))
+    for name, fn in (("mean drawn", np.mean), ("std drawn", np.std)):
+        cells = []
+        for r in runs:
+            drawn = [v for p, v in figures[r].items() if p != "standard"]
+            cells.append(f"{fn(drawn):>{width}.3f}" if drawn else f"{'-':>{width}}")
+        lines.append(f"  {name:<12} " + " ".join(cells))
+    return lines
+
+
+def _run_figure(metrics: pl.DataFrame, task: str) -> float:
+    """A run's headline figure: mean MAE (nm) over folds for size, mean accuracy for shape."""
+    return float(metrics.filter(pl.col("fold") == "mean")["mae_nm" if task == "size" else "accuracy"][0])
+
+
 def main(argv: list[str] | None = None) -> int:
     from nanoforge.synthesis import compare
 
@@ -135,9 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--families", type=int, default=5,
                     help="recipe families to list for the best size run under G (0: none)")
+    ap.add_argument("--g-partitions", type=int, default=0, metavar="N",
+                    help="--evaluate: also evaluate each G run on N other family partitions")
     args = ap.parse_args(argv)
+    if args.g_partitions and not args.evaluate:
+        ap.error("--g-partitions needs --evaluate (it fits the runs on each partition)")
+    partitions: dict[str, dict] = {}  # G run -> partition -> figure (--g-partitions)
 
     if args.evaluate:
+        import copy
+
         from nanoforge.config import load_config
         from nanoforge.synthesis.evaluate import evaluate_run
         from nanoforge.synthesis.stage import read_fold_table
@@ -160,6 +206,17 @@ def main(argv: list[str] | None = None) -> int:
                 if protocol == "G" and run["task"] == "size":
                     predictions[run["name"]] = res.predictions
                 print(f"{protocol} {run['name']}: {time.time() - t0:.0f} s", file=sys.stderr)
+                if protocol != "G" or not args.g_partitions:
+                    continue
+                figures = partitions[run["name"]] = {"standard": _run_figure(res.metrics, run["task"])}
+                for seed in range(1, args.g_partitions + 1):
+                    t0 = time.time()
+                    drawn = copy.deepcopy(syn)
+                    drawn["protocols"]["G"]["partition_seed"] = seed
+                    res = evaluate_run(design, drawn, run, protocol, seed=cfg["seed"], threads=args.threads,
+                                       fold_table=folds)
+                    figures[f"seed {seed}"] = _run_figure(res.metrics, run["task"])
+                    print(f"G {run['name']} partition {seed}: {time.time() - t0:.0f} s", file=sys.stderr)
     else:
         root = Path(args.results)
         files = _metric_files(root)
@@ -183,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     if products:
         print()
         print("\n".join(products))
+    if partitions:
+        print()
+        print("\n".join(partition_report(partitions)))
     return 0
 
 

@@ -12,7 +12,10 @@ shape, as in its classifier), whatever their count, minus what the protocol excl
        solid rows in file order (``source_row``), or a given fold table (``paper_id``,
        ``fold``); train = every other row.
 ``G``  ``GroupKFold(n_splits)`` over the solid rows with groups = recipe family (product +
-       sorted reactant names); training rows of a validation family are dropped.
+       sorted reactant names); training rows of a validation family are dropped. With
+       ``protocols.G.partition_seed`` another partition of the families is drawn
+       (``family_partition``): the same protocol, to measure how much the figure depends on
+       which families happen to share a fold.
 ``U``  leave one product out: validation = all rows of the product with
        ``size_nm <= validation.max_size_nm`` (any count); train = the rows of other products.
 
@@ -53,6 +56,7 @@ class ProtocolSettings:
     train_max_size_nm: float | None = 20.0
     n_splits: int = 5
     paper_seed: int = 0
+    partition_seed: int | None = None  # G: None = GroupKFold, else family_partition(seed)
     products: tuple[str, ...] = ("PbSe", "Ag2S", "Ni", "Cs2NaBiCl6")
     fold_table: dict[int, int] | None = None  # paper_id -> fold (-1 = training only)
 
@@ -65,6 +69,7 @@ class ProtocolSettings:
             train_max_size_nm=cfg["train_max_size_nm"][task],
             n_splits=int(cfg["protocols"]["G"]["n_splits"]),
             paper_seed=int(cfg["protocols"]["P"]["kfold_seed"]),
+            partition_seed=cfg["protocols"]["G"].get("partition_seed"),
             products=tuple(cfg["protocols"]["U"]["products"]),
             fold_table=fold_table,
         )
@@ -117,6 +122,29 @@ def paper_folds(design: pl.DataFrame, s: ProtocolSettings) -> np.ndarray:
     return folds
 
 
+def family_partition(groups, n_splits: int, seed: int) -> np.ndarray:
+    """Fold (0..n_splits-1) of every element of ``groups``: the groups are taken in a random
+    order (``seed``) and each goes whole to the fold that holds the fewest elements so far,
+    so the folds are about as balanced as ``GroupKFold``'s (which takes the groups largest
+    first, and so always gives the same partition)."""
+    groups = np.asarray(groups)
+    uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    load = np.zeros(n_splits, dtype=int)
+    fold_of = np.empty(uniq.size, dtype=int)
+    for g in np.random.default_rng(seed).permutation(uniq.size):
+        fold_of[g] = int(np.argmin(load))
+        load[fold_of[g]] += counts[g]
+    return fold_of[inverse]
+
+
+def _group_folds(groups, s: ProtocolSettings) -> list[np.ndarray]:
+    """Validation positions (into ``groups``) of each G fold."""
+    if s.partition_seed is None:
+        return [v for _, v in GroupKFold(s.n_splits).split(groups, groups=groups)]
+    folds = family_partition(groups, s.n_splits, s.partition_seed)
+    return [np.flatnonzero(folds == k) for k in range(s.n_splits)]
+
+
 def make_splits(design: pl.DataFrame, protocol: str, s: ProtocolSettings) -> list[Split]:
     """The validation splits of ``protocol`` on ``design``."""
     if protocol not in PROTOCOLS:
@@ -134,7 +162,7 @@ def make_splits(design: pl.DataFrame, protocol: str, s: ProtocolSettings) -> lis
         n_groups = len(set(family[solid]))
         if n_groups < s.n_splits:
             raise ProtocolError(f"protocol G: {n_groups} families among the solid rows, fewer than {s.n_splits} splits")
-        for k, (_, v) in enumerate(GroupKFold(s.n_splits).split(solid, groups=family[solid])):
+        for k, v in enumerate(_group_folds(family[solid], s)):
             val_rows = solid[v]
             val = np.zeros(design.height, dtype=bool)
             val[val_rows] = True
