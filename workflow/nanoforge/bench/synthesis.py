@@ -145,11 +145,9 @@ def partition_report(figures: dict[str, dict]) -> list[str]:
     for part in parts:
         cells = [f"{figures[r][part]:>{width}.3f}" if part in figures[r] else f"{'-':>{width}}" for r in runs]
         lines.append(f"  {part:<12} " + " ".join(cells))
+    drawn = {r: [v for p, v in figures[r].items() if p != "standard"] for r in runs}
     for name, fn in (("mean drawn", np.mean), ("std drawn", np.std)):
-        cells = []
-        for r in runs:
-            drawn = [v for p, v in figures[r].items() if p != "standard"]
-            cells.append(f"{fn(drawn):>{width}.3f}" if drawn else f"{'-':>{width}}")
+        cells = [f"{fn(drawn[r]):>{width}.3f}" if drawn[r] else f"{'-':>{width}}" for r in runs]
         lines.append(f"  {name:<12} " + " ".join(cells))
     return lines
 
@@ -157,6 +155,24 @@ def partition_report(figures: dict[str, dict]) -> list[str]:
 def _run_figure(metrics: pl.DataFrame, task: str) -> float:
     """A run's headline figure: mean MAE (nm) over folds for size, mean accuracy for shape."""
     return float(metrics.filter(pl.col("fold") == "mean")["mae_nm" if task == "size" else "accuracy"][0])
+
+
+def evaluate_partitions(design: pl.DataFrame, syn: dict, run: dict, n: int, **kwargs) -> dict[str, float]:
+    """``run``'s figure under protocol G on family partitions ``partition_seed`` 1..n
+    (``kwargs``: those of ``evaluate_run``), keyed ``seed <k>``; the harness's timing per
+    partition goes to stderr."""
+    import copy
+
+    from nanoforge.synthesis.evaluate import evaluate_run
+
+    figures = {}
+    for seed in range(1, n + 1):
+        t0 = time.time()
+        drawn = copy.deepcopy(syn)
+        drawn["protocols"]["G"]["partition_seed"] = seed
+        figures[f"seed {seed}"] = _run_figure(evaluate_run(design, drawn, run, "G", **kwargs).metrics, run["task"])
+        print(f"G {run['name']} partition {seed}: {time.time() - t0:.0f} s", file=sys.stderr)
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,8 +198,6 @@ def main(argv: list[str] | None = None) -> int:
     partitions: dict[str, dict] = {}  # G run -> partition -> figure (--g-partitions)
 
     if args.evaluate:
-        import copy
-
         from nanoforge.config import load_config
         from nanoforge.synthesis.evaluate import evaluate_run
         from nanoforge.synthesis.stage import read_fold_table
@@ -206,17 +220,11 @@ def main(argv: list[str] | None = None) -> int:
                 if protocol == "G" and run["task"] == "size":
                     predictions[run["name"]] = res.predictions
                 print(f"{protocol} {run['name']}: {time.time() - t0:.0f} s", file=sys.stderr)
-                if protocol != "G" or not args.g_partitions:
-                    continue
-                figures = partitions[run["name"]] = {"standard": _run_figure(res.metrics, run["task"])}
-                for seed in range(1, args.g_partitions + 1):
-                    t0 = time.time()
-                    drawn = copy.deepcopy(syn)
-                    drawn["protocols"]["G"]["partition_seed"] = seed
-                    res = evaluate_run(design, drawn, run, protocol, seed=cfg["seed"], threads=args.threads,
-                                       fold_table=folds)
-                    figures[f"seed {seed}"] = _run_figure(res.metrics, run["task"])
-                    print(f"G {run['name']} partition {seed}: {time.time() - t0:.0f} s", file=sys.stderr)
+                if protocol == "G" and args.g_partitions:
+                    partitions[run["name"]] = {"standard": _run_figure(res.metrics, run["task"]),
+                                               **evaluate_partitions(design, syn, run, args.g_partitions,
+                                                                     seed=cfg["seed"], threads=args.threads,
+                                                                     fold_table=folds)}
     else:
         root = Path(args.results)
         files = _metric_files(root)
