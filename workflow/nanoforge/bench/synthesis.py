@@ -28,6 +28,7 @@ to which families happen to share a fold. For example::
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -161,8 +162,6 @@ def evaluate_partitions(design: pl.DataFrame, syn: dict, run: dict, n: int, **kw
     """``run``'s figure under protocol G on family partitions ``partition_seed`` 1..n
     (``kwargs``: those of ``evaluate_run``), keyed ``seed <k>``; the harness's timing per
     partition goes to stderr."""
-    import copy
-
     from nanoforge.synthesis.evaluate import evaluate_run
 
     figures = {}
