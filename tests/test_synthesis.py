@@ -321,6 +321,21 @@ def test_default_vote_log_fits_lightgbm_to_the_median():
     assert cfgs["lgbm"]["params"].get("objective") is None  # size_lgbm_chem keeps its loss
 
 
+def test_default_recipe_run_is_vote_log_on_the_recipe_level_blocks():
+    """config.yaml's size_vote_recipe is vote_log with its grid's recipe-level choice made
+    outright: the same members and parameters, one candidate, and the feature set that the
+    grid offers besides every block."""
+    cfg = load_config(REPO / "config.yaml")["synthesis"]
+    vote_log, vote_recipe = cfg["models"]["vote_log"], cfg["models"]["vote_recipe"]
+    assert vote_recipe["kind"] == vote_log["kind"] == "vote"
+    assert vote_recipe["params"] == vote_log["params"]
+    assert models.candidates(vote_recipe) == [vote_log["params"]]
+    assert vote_log["grid"]["feature_blocks"] == [None, cfg["feature_sets"]["recipe"]]
+    run = next(r for r in cfg["runs"] if r["name"] == "size_vote_recipe")
+    assert (run["task"], run["model"], run["features"]) == ("size", "vote_recipe", "recipe")
+    assert "G" in run["protocols"]
+
+
 class _SizeRec(BaseEstimator, RegressorMixin):
     """Records the rows and targets it is fitted on; predicts ln(size) = column 1 of X."""
 
