@@ -28,7 +28,7 @@ CONDA_TO_PIP = {
 }
 NOT_PACKAGES = {"python", "pip"}
 # Installed by `make setup` through workflow/setup/install_detectron2.sh (a patched sdist,
-# see DESIGN.md), not from requirements.txt.
+# see docs/architecture.md, "Detectron2"), not from requirements.txt.
 INSTALLED_BY_SETUP = {"detectron2"}
 
 

@@ -1,6 +1,6 @@
 # Synthesis models: recipes -> feature table -> baseline models evaluated under protocols
 # P (paper folds), G (recipe families held out) and U (one product held out) -> predictions,
-# metrics, figures and one comparison table (DESIGN.md, "Evaluation protocols").
+# metrics, figures and one comparison table (docs/architecture.md, "Evaluation protocols").
 
 from nanoforge.synthesis.runs import run_config
 

@@ -5,8 +5,8 @@
 # v0.6 without its C++ sources; this script downloads it (pinned by sha256), patches it
 # (workflow/setup/patch_detectron2.py: no C extension, no pkg_resources, Pillow >= 10,
 # numpy >= 1.24, model-zoo configs shipped) and installs it with --no-build-isolation
-# --no-deps (its dependencies come from requirements.txt). See DESIGN.md, "Facts about the
-# environment".
+# --no-deps (its dependencies come from requirements.txt). See docs/architecture.md,
+# "Detectron2".
 #
 # Idempotent: does nothing when detectron2 0.6 with the current patch level is importable.
 # Environment:

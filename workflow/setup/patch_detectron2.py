@@ -3,7 +3,7 @@
 Usage: python patch_detectron2.py SDIST_DIR
 
 The sdist is the upstream Detectron2 v0.6 Python code without its C++/CUDA sources. The
-fixes (see DESIGN.md, "Facts about the environment"):
+fixes (see docs/architecture.md, "Detectron2"):
 
   a. setup.py builds no C extension; ``detectron2/_C.py`` stands in for it and raises a
      clear error when one of the few operators that need it is used (rotated boxes,

@@ -2,9 +2,10 @@
 
 Prints the comparison table of the synthesis harness: every run under every protocol (mean
 ± standard deviation over validation splits) next to the paper's published numbers and the
-anchors of DESIGN.md, and whether the targets of the baselines are met. It reads the
-metrics of a finished workflow run (``results/synthesis/<protocol>/<run>/metrics.csv``), so
-run the workflow first, in its working directory::
+anchors re-run when the protocols were set up (source ``re-run``), and whether the targets
+of the baselines are met. It reads the metrics of a finished workflow run
+(``results/synthesis/<protocol>/<run>/metrics.csv``), so run the workflow first, in its
+working directory::
 
     snakemake --cores 2 results/synthesis/comparison.csv
     python -m nanoforge.bench synthesis

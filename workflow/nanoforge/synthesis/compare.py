@@ -1,6 +1,6 @@
 """The comparison table: every run under every protocol (mean and standard deviation over
 splits) next to the paper's published numbers and the anchors measured when the protocols
-were set up (DESIGN.md, "Evaluation protocols")."""
+were set up (docs/architecture.md, "Evaluation protocols")."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from nanoforge.synthesis.metrics import SUMMARY_FOLDS
 # The paper transformer's MAE (nm) on each product it held out (protocol U).
 PAPER_U_MAE_NM = {"PbSe": 2.65, "Ag2S": 3.19, "Ni": 2.01, "Cs2NaBiCl6": 1.48}
 
-# Published (paper) and measured (DESIGN.md) reference numbers. Size rows: MAE nm, R²;
+# Published (paper) and measured (re-run) reference numbers. Size rows: MAE nm, R²;
 # shape rows: accuracy. Protocol U: the paper's per-product MAE and their mean.
 ANCHORS = [
     {"protocol": "P", "task": "size", "with_size": False,
@@ -23,15 +23,15 @@ ANCHORS = [
     {"protocol": "P", "task": "size", "with_size": False, "entry": "paper random forest",
      "source": "paper", "mae_nm": 1.631, "r2": 0.690},
     {"protocol": "P", "task": "size", "with_size": False,
-     "entry": "random forest re-run on the same folds", "source": "DESIGN.md", "mae_nm": 1.634,
+     "entry": "random forest re-run on the same folds", "source": "re-run", "mae_nm": 1.634,
      "r2": 0.699},
     {"protocol": "G", "task": "size", "with_size": False,
-     "entry": "same random forest under protocol G", "source": "DESIGN.md", "mae_nm": 2.99,
+     "entry": "same random forest under protocol G", "source": "re-run", "mae_nm": 2.99,
      "r2": 0.17},
     {"protocol": "P", "task": "shape", "with_size": True,
      "entry": "paper transformer (true size as input)", "source": "paper", "accuracy": 0.893},
-    {"protocol": "P", "task": "shape", "with_size": True, "entry": "random forest (DESIGN.md)",
-     "source": "DESIGN.md", "accuracy": 0.856},
+    {"protocol": "P", "task": "shape", "with_size": True, "entry": "random forest re-run on the same folds",
+     "source": "re-run", "accuracy": 0.856},
     {"protocol": "U", "task": "size", "with_size": False,
      "entry": "paper transformer: " + ", ".join(f"{k} {v}" for k, v in PAPER_U_MAE_NM.items()) + " (mean)",
      "source": "paper", "mae_nm": sum(PAPER_U_MAE_NM.values()) / len(PAPER_U_MAE_NM)},
@@ -126,7 +126,7 @@ def write_html(table: pl.DataFrame, path: str | Path, title: str = "Synthesis mo
         "td,th{border:1px solid #bbb;padding:3px 6px;text-align:right}"
         "td:nth-child(-n+5),th:nth-child(-n+5){text-align:left}</style></head><body>"
         f"<h2>{html.escape(title)}</h2><p>Mean over validation splits (± standard deviation "
-        "over splits). Rows with source <i>paper</i> are published numbers, <i>DESIGN.md</i> "
+        "over splits). Rows with source <i>paper</i> are published numbers, <i>re-run</i> "
         "anchors measured when the protocols were set up.</p><table><tr>"
         + "".join(f"<th>{html.escape(c)}</th>" for c in cols)
         + f"</tr>\n{rows}</table></body></html>\n"

@@ -1,4 +1,4 @@
-"""Segmentation evaluation against ground truth (DESIGN.md, "Segmentation metrics").
+"""Segmentation evaluation against ground truth (docs/architecture.md, "Segmentation metrics").
 
 For every image with ground truth, predicted and true instances are matched one to one by
 mask IoU (an optimal assignment that first maximises the number of pairs above the

@@ -1,8 +1,8 @@
 """Per-particle measurements from instance masks: ``particles.parquet``.
 
 One row per instance of a COCO document (any method: ground truth, classical, weak labels,
-Mask R-CNN), with the image's calibration from an images table. Columns (DESIGN.md
-contract first):
+Mask R-CNN), with the image's calibration from an images table. Columns (the contract of
+docs/architecture.md first):
 
 - ``image_id``, ``particle_id`` (the annotation id), ``bbox_x``, ``bbox_y``, ``bbox_w``,
   ``bbox_h`` (pixels, COCO convention: top-left corner and size);
