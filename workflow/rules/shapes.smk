@@ -1,6 +1,7 @@
 # Shape stage: descriptors of every particle -> UMAP + HDBSCAN clusters -> cluster names ->
-# per-sample labels (size, size spread, dominant shape) merged into the recipe table, which
-# the synthesis models read (results/recipes/recipes_labelled.parquet).
+# per-sample labels (size, size spread, dominant shape) merged into the recipe table
+# (results/recipes/recipes_labelled.parquet; the synthesis models read it when config
+# synthesis.recipes names it).
 
 SHAPES_DIR = "results/shapes"
 SHAPE_METHOD = config["shapes"]["method"] or SEG_METHODS[-1]
