@@ -1,0 +1,81 @@
+"""The documentation stays true to the project: README is a manual of at most 250 lines,
+docs/configuration.md lists every key of the config schema, relative links resolve, and no
+file points to a design document that is not part of the project."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs"
+SKIP_DIRS = {".git", ".venv", "results", "resources", ".snakemake", "__pycache__", ".pytest_cache"}
+TEXT_SUFFIXES = {".py", ".smk", ".yaml", ".yml", ".md", ".rst", ".sh", ".txt", ".toml", ".cfg", ""}
+LINK = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
+
+
+def schema_key_paths(spec: dict, path: str = "") -> list[str]:
+    """Every key of a config JSON schema as a dotted path (``<name>`` for the entries of a
+    mapping, ``[]`` for the items of a list), as docs/configuration.md writes them."""
+    out = []
+    for key, sub in (spec.get("properties") or {}).items():
+        p = f"{path}.{key}" if path else key
+        out.append(p)
+        out += schema_key_paths(sub, p)
+    extra = spec.get("additionalProperties")
+    if isinstance(extra, dict) and extra.get("properties"):
+        out += schema_key_paths(extra, f"{path}.<name>")
+    items = spec.get("items")
+    if isinstance(items, dict) and items.get("properties"):
+        out += schema_key_paths(items, f"{path}[]")
+    return out
+
+
+def project_text_files():
+    for p in REPO.rglob("*"):
+        rel = p.relative_to(REPO)
+        if any(part in SKIP_DIRS for part in rel.parts) or not p.is_file():
+            continue
+        if p.suffix in TEXT_SUFFIXES and p.stat().st_size < 1_000_000:
+            yield p
+
+
+def test_schema_key_paths_walks_mappings_and_lists():
+    spec = {"properties": {"a": {"properties": {"b": {}}},
+                           "m": {"additionalProperties": {"properties": {"k": {}}}},
+                           "l": {"items": {"properties": {"n": {}}}}}}
+    assert schema_key_paths(spec) == ["a", "a.b", "m", "m.<name>.k", "l", "l[].n"]
+
+
+def test_configuration_doc_lists_every_schema_key():
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    text = (DOCS / "configuration.md").read_text()
+    missing = [k for k in schema_key_paths(schema) if f"`{k}`" not in text]
+    assert not missing, f"docs/configuration.md does not describe config key(s): {missing}"
+
+
+def test_readme_is_a_short_manual():
+    lines = (REPO / "README.md").read_text().splitlines()
+    assert len(lines) <= 250, f"README.md has {len(lines)} lines; measurements belong in docs/results/"
+    first_screen = "\n".join(lines[:40])
+    assert "make run" in first_screen and "make test" in first_screen
+
+
+def test_relative_links_in_readme_and_docs_resolve():
+    pages = [REPO / "README.md", REPO / "CHANGELOG.md", *DOCS.rglob("*.md")]
+    broken = []
+    for page in pages:
+        for target, _ in LINK.findall(page.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(REPO)} -> {target}")
+    assert not broken, f"broken links: {broken}"
+
+
+def test_no_file_cites_the_outside_design_document():
+    name = "DESIGN" + ".md"  # spelled in two parts so that this file does not cite it
+    citing = [str(p.relative_to(REPO)) for p in project_text_files() if name in p.read_text(errors="ignore")]
+    assert not citing, f"{name} is not part of the project; cite docs/architecture.md instead: {citing}"
