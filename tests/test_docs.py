@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from nanoforge.config import ConfigError, validate_config
+
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 SKIP_DIRS = {".git", ".venv", "results", "resources", ".snakemake", "__pycache__", ".pytest_cache"}
@@ -79,3 +81,25 @@ def test_no_file_cites_the_outside_design_document():
     name = "DESIGN" + ".md"  # spelled in two parts so that this file does not cite it
     citing = [str(p.relative_to(REPO)) for p in project_text_files() if name in p.read_text(errors="ignore")]
     assert not citing, f"{name} is not part of the project; cite docs/architecture.md instead: {citing}"
+
+
+def test_config_examples_in_the_docs_are_valid():
+    """Every YAML example of README and docs/, merged into config.yaml as an overlay, passes
+    the config schema."""
+    def merge(base: dict, extra: dict) -> None:
+        for key, value in extra.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                merge(base[key], value)
+            else:
+                base[key] = value
+
+    failures = []
+    for page in [REPO / "README.md", *DOCS.rglob("*.md")]:
+        for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", page.read_text(), re.S)):
+            cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+            merge(cfg, yaml.safe_load(block))
+            try:
+                validate_config(cfg)
+            except ConfigError as exc:
+                failures.append(f"{page.relative_to(REPO)} example {i + 1}: {exc}")
+    assert not failures, "\n".join(failures)
