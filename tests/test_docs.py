@@ -7,8 +7,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import polars as pl
 import yaml
 
+from conftest import copy_inputs, run_snakemake, tem_workdir
 from nanoforge.config import ConfigError, validate_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,3 +105,24 @@ def test_config_examples_in_the_docs_are_valid():
             except ConfigError as exc:
                 failures.append(f"{page.relative_to(REPO)} example {i + 1}: {exc}")
     assert not failures, "\n".join(failures)
+
+
+def test_readme_own_tem_images_example_runs(tmp_path, shared_data):
+    """README's "Use your own data" TEM example, as an overlay on the tiny config with its path
+    pointing at a folder of microscope files, ingests those images with their pixel size and
+    sample, and lists the files it cannot use with their reason."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### TEM images"):]
+    overlay = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    (name, spec), = overlay["tem"]["datasets"].items()
+    spec["path"] = str(shared_data / "tem" / "formats")
+    copy_inputs(shared_data, tmp_path)
+    tem_workdir(tmp_path, shared_data, ["pbse_fig2b", "emps_dev", "yolo_boxes"])
+    (tmp_path / "my.yaml").write_text(yaml.safe_dump(overlay))
+    run_snakemake(tmp_path, "results/tem/images.parquet",
+                  "--configfile", str(tmp_path / "config.yaml"), str(tmp_path / "my.yaml"))
+    images = pl.read_parquet(tmp_path / "results/tem/images.parquet").filter(pl.col("dataset") == name)
+    rejected = pl.read_parquet(tmp_path / "results/tem/rejected_images.parquet").filter(pl.col("dataset") == name)
+    assert images.height >= 2 and images["nm_per_px"].is_not_null().all()
+    assert set(images["sample_id"]) == {spec["sample_id"]}
+    assert rejected.height >= 1 and rejected["reason"].str.len_chars().min() > 0
