@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from conftest import copy_inputs, run_snakemake, tem_workdir
+from conftest import _merge, copy_inputs, run_snakemake, tem_workdir
 from nanoforge.config import ConfigError, validate_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,18 +88,11 @@ def test_no_file_cites_the_outside_design_document():
 def test_config_examples_in_the_docs_are_valid():
     """Every YAML example of README and docs/, merged into config.yaml as an overlay, passes
     the config schema."""
-    def merge(base: dict, extra: dict) -> None:
-        for key, value in extra.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                merge(base[key], value)
-            else:
-                base[key] = value
-
     failures = []
     for page in [REPO / "README.md", *DOCS.rglob("*.md")]:
         for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", page.read_text(), re.S)):
             cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-            merge(cfg, yaml.safe_load(block))
+            _merge(cfg, yaml.safe_load(block))  # as Snakemake merges a --configfile
             try:
                 validate_config(cfg)
             except ConfigError as exc:
