@@ -17,7 +17,18 @@ REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 SKIP_DIRS = {".git", ".venv", "results", "resources", ".snakemake", "__pycache__", ".pytest_cache"}
 TEXT_SUFFIXES = {".py", ".smk", ".yaml", ".yml", ".md", ".rst", ".sh", ".txt", ".toml", ".cfg", ""}
-LINK = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
+LINK = re.compile(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)")
+
+
+def anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown page (lower case, punctuation
+    dropped, spaces to hyphens)."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    out = set()
+    for title in re.findall(r"^#+ (.+)$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+        out.add(slug)
+    return out
 
 
 def schema_key_paths(spec: dict, path: str = "") -> list[str]:
@@ -67,15 +78,24 @@ def test_readme_is_a_short_manual():
     assert "make run" in first_screen and "make test" in first_screen
 
 
+def test_anchors_follow_github_headings():
+    page = DOCS / "configuration.md"
+    assert {"tem", "the-gpu-overlay-configgpuyaml"} <= anchors(page)
+    assert "evaluation-protocols-p-g-u" in anchors(DOCS / "architecture.md")
+
+
 def test_relative_links_in_readme_and_docs_resolve():
     pages = [REPO / "README.md", REPO / "CHANGELOG.md", *DOCS.rglob("*.md")]
     broken = []
     for page in pages:
-        for target, _ in LINK.findall(page.read_text()):
+        for target, anchor in LINK.findall(page.read_text()):
             if "://" in target or target.startswith("mailto:"):
                 continue
-            if not (page.parent / target).exists():
+            dest = page.parent / target if target else page
+            if not dest.exists():
                 broken.append(f"{page.relative_to(REPO)} -> {target}")
+            elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+                broken.append(f"{page.relative_to(REPO)} -> {target}#{anchor}")
     assert not broken, f"broken links: {broken}"
 
 
