@@ -708,7 +708,7 @@ def ingest_rows(rows: Iterable[RawRow], ctx: Context) -> tuple[list[dict], list[
         first = seen_content.setdefault(row.fingerprint, row.source_row)
         if first != row.source_row and not row.malformed:
             dup.append(("duplicate_row", f"same values as row {first}"))
-        head = [r for r in reasons if r[0] in ("malformed_row", "missing_id")]
+        head = [r for r in reasons if r[0] in ("malformed_row", "missing_id", "control_character_in_id")]
         reasons = head + dup + [r for r in reasons if r not in head]
         if reasons:
             rejected.append({
