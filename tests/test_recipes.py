@@ -224,6 +224,11 @@ def test_control_characters_reject_the_row_naming_the_field(tmp_path, lib, chang
     tables.validate_table(res.rejected, REJECTED_SCHEMA)
 
 
+def test_source_name_with_a_hidden_character_is_refused(tmp_path, lib):
+    with pytest.raises(ValueError, match=r"recipes.sources: name 'mine\\u200b' holds U\+200B"):
+        ingest([{"name": "mine\u200b", "path": str(write_csv(tmp_path / "r.csv", [GOOD])), "format": "csv"}], *lib)
+
+
 def test_whitespace_inside_names_becomes_one_space(tmp_path, lib):
     res = run_csv(tmp_path, lib, [{**GOOD, "T2": " PbSe\n", "A2": "Oleic\tacid", "C2": "1-Octa\r\ndecene"}])
     rec = res.recipes.row(0, named=True)

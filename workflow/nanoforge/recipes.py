@@ -732,6 +732,10 @@ def ingest(sources: list[dict], abbreviations: str | Path, shapes_list: str | Pa
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ValueError(f"config recipes.sources: name(s) used twice: {', '.join(dup)}")
+    for name in names:
+        problem = unsafe_message(name)
+        if problem:  # the name starts every recipe_id of the source
+            raise ValueError(f"config recipes.sources: name {problem}; remove the character")
     ctx = Context(ChemicalDictionary.load(abbreviations), ShapeMapper(read_shapes_list(shapes_list)),
                   check_bounds(bounds))
     accepted, rejected, counts = [], [], []
