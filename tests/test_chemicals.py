@@ -125,6 +125,21 @@ def test_bad_tables_are_rejected_naming_the_line(tmp_path):
         ChemicalTable.read(_write(tmp_path / "bad.csv", rows))
 
 
+def test_table_lines_count_blank_lines_and_hidden_characters_are_refused(tmp_path):
+    path = _write(tmp_path / "c.csv", [_row(name="A", formula="NaCl"), _row(name="B", formula="KCl")])
+    header, a, b = path.read_text().splitlines()
+    path.write_text("\n".join([header, "", a, '"B",b,ligand,,"KCl\n",test,', "", b]) + "\n")
+    with pytest.raises(ChemicalsTableError, match=r"line 7 \('B'\): name repeats line 4"):
+        ChemicalTable.read(path)
+    path = _write(tmp_path / "d.csv", [_row(name="A", formula="NaCl"), _row(name="B\u202e", note="x\x00")])
+    with pytest.raises(ChemicalsTableError, match=r"line 3: column 'name': 'B\\u202e' holds U\+202E "
+                                                  r"\(RIGHT-TO-LEFT OVERRIDE\); column 'note': .*U\+0000 \(NULL\)"):
+        ChemicalTable.read(path)
+    path.write_text(f"{header}\nA,a,ligand,,NaCl,test\n")
+    with pytest.raises(ChemicalsTableError, match="line 2: 6 fields, the header 7"):
+        ChemicalTable.read(path)
+
+
 def test_wrong_columns_and_missing_file(tmp_path):
     path = tmp_path / "c.csv"
     path.write_text("name,role\nOLA,ligand\n")

@@ -171,6 +171,72 @@ def test_malformed_csv_row_is_rejected_not_lost(tmp_path, lib):
     assert "16 fields, the header 19" in res.rejected["message"][0]
 
 
+def test_csv_row_numbers_are_the_spreadsheet_rows(tmp_path, lib):
+    # a blank line, a quoted cell over two lines and a row of empty cells: a spreadsheet shows
+    # each as one row, so source_row counts them (reader.line_num would count lines)
+    def line(**change):
+        return ",".join(str({**GOOD, **change}[h]) for h in CSV_HEADER)
+
+    path = tmp_path / "recipes.csv"
+    path.write_text("\n".join([
+        ",".join(CSV_HEADER),
+        line(ID="1"),                                  # row 2
+        "",                                            # row 3: blank
+        line(ID="2", A2='"PbO\n"', Y1="5"),           # row 4, over two lines
+        "," * (len(CSV_HEADER) - 1),                   # row 5: empty cells
+        line(ID="3", Y1="bs"),                         # row 6: rejected
+        "",                                            # row 7: blank
+        "",                                            # row 8: blank
+        line(ID="4", Y1="6"),                          # row 9
+    ]) + "\n")
+    res = ingest([{"name": "mine", "path": str(path), "format": "csv"}], *lib)
+    assert res.counts.row(0, named=True)["read"] == 4
+    assert dict(zip(res.recipes["source_id"], res.recipes["source_row"])) == {"1": 2, "2": 4, "4": 9}
+    assert res.recipes.filter(pl.col("source_id") == "2")["reactants"][0][0]["name"] == "PbO"
+    assert res.rejected.select("source_id", "source_row", "reason").rows() == [("3", 6, "non_numeric_size")]
+
+
+HOSTILE = [  # (change, reason, column, character named in the message)
+    ({"T2": "Pb\x00Se"}, "control_character_in_product", "T2", "U+0000 (NULL)"),
+    ({"T2": "\u202eeSbP"}, "control_character_in_product", "T2", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+    ({"T2": "Pb\u200bSe"}, "control_character_in_product", "T2", "U+200B (ZERO WIDTH SPACE)"),
+    ({"T2": "\u2066PbSe\u2069"}, "control_character_in_product", "T2", "U+2066 (LEFT-TO-RIGHT ISOLATE)"),
+    ({"A2": "Pb\u202aO"}, "control_character_in_reactant_name", "A2", "U+202A (LEFT-TO-RIGHT EMBEDDING)"),
+    ({"B2": "\ufeffSe"}, "control_character_in_reactant_name", "B2", "U+FEFF (ZERO WIDTH NO-BREAK SPACE)"),
+    ({"C2": "OD\u200dE"}, "control_character_in_reactant_name", "C2", "U+200D (ZERO WIDTH JOINER)"),
+    ({"C2": "ODE\u2060"}, "control_character_in_reactant_name", "C2", "U+2060 (WORD JOINER)"),
+    ({"C2": "ODE\x1b[31m"}, "control_character_in_reactant_name", "C2", "U+001B (ESCAPE)"),
+    ({"ID": "2\x00"}, "control_character_in_id", "ID", "U+0000 (NULL)"),
+    ({"Y3": "9\u200b"}, "control_character_in_shape", "Y3", "U+200B (ZERO WIDTH SPACE)"),
+]
+
+
+@pytest.mark.parametrize("change,reason,column,char", HOSTILE, ids=[f"{h[1]}-{i}" for i, h in enumerate(HOSTILE)])
+def test_control_characters_reject_the_row_naming_the_field(tmp_path, lib, change, reason, column, char):
+    res = run_csv(tmp_path, lib, [GOOD, {**GOOD, "ID": "2", **change}])
+    assert res.recipes["recipe_id"].to_list() == ["mine:1"]
+    rej = res.rejected.row(0, named=True)
+    assert rej["reason"] == reason and rej["source_row"] == 3
+    assert f"column {column!r}: " in rej["message"] and char in rej["message"]
+    # the record keeps the cells exactly (json.loads), but no hidden character is written as such
+    assert json.loads(rej["raw"]) == {h: str({**GOOD, "ID": "2", **change}[h]) for h in CSV_HEADER}
+    assert all(ch.isprintable() for field in ("raw", "message", "source_id") for ch in rej[field])
+    tables.validate_table(res.rejected, REJECTED_SCHEMA)
+
+
+def test_source_name_with_a_hidden_character_is_refused(tmp_path, lib):
+    with pytest.raises(ValueError, match=r"recipes.sources: name 'mine\\u200b' holds U\+200B"):
+        ingest([{"name": "mine\u200b", "path": str(write_csv(tmp_path / "r.csv", [GOOD])), "format": "csv"}], *lib)
+
+
+def test_whitespace_inside_names_becomes_one_space(tmp_path, lib):
+    res = run_csv(tmp_path, lib, [{**GOOD, "T2": " PbSe\n", "A2": "Oleic\tacid", "C2": "1-Octa\r\ndecene"}])
+    rec = res.recipes.row(0, named=True)
+    assert res.rejected.height == 0 and rec["product"] == "PbSe"
+    # "Oleic acid" of the ligand sheet; "1-Octa decene" matches "1-Octadecene" (lookups ignore spaces)
+    assert [r["name"] for r in rec["reactants"]] == ["OA", "Se", "ODE"] and rec["unknown_chemicals"] == []
+
+
 def test_csv_flags_keep_the_row(tmp_path, lib):
     rows = [
         {**GOOD, "ID": "1", "Num": "?"},
@@ -301,6 +367,18 @@ def test_workbook_rows(tmp_path, lib):
     assert rej[7]["reason"] == "missing_reactant_name" and "'K:additive amount/mmol'" in rej[7]["message"]
     assert rej[8]["reason"] == "missing_amount" and "'ODE'" in rej[8]["message"]
     assert rej[9]["reason"] == "invalid_reactant_name"
+
+
+def test_workbook_control_characters_and_empty_rows(tmp_path, lib):
+    rows = [wb_row(), [None] * len(WB_HEADER), wb_row(shape="sphere\u200b", size=6.0), [],
+            wb_row(doi="10.1021/\u202eabc", size=7.0), wb_row(n3="OL\x7fA", size=8.0), wb_row(size=9.0)]
+    res = run_wb(tmp_path, lib, rows)
+    assert res.recipes["source_row"].to_list() == [2, 8]  # empty rows keep their numbers
+    rej = {r["source_row"]: r for r in res.rejected.to_dicts()}
+    assert rej[4]["reason"] == "control_character_in_shape" and "'O:shape'" in rej[4]["message"]
+    assert rej[6]["reason"] == "control_character_in_doi" and "'Q:DOI'" in rej[6]["message"]
+    assert rej[7]["reason"] == "control_character_in_reactant_name" and "U+007F (DELETE)" in rej[7]["message"]
+    assert json.loads(rej[7]["raw"])["L:reactants"] == "OL\x7fA" and "\x7f" not in rej[7]["raw"]
 
 
 def test_workbook_ids_are_stable(tmp_path, lib):

@@ -170,6 +170,31 @@ def test_sidecar_errors_name_the_row(tmp_path):
         load_sidecar({"entries": [{"image": "x", "nm_per_px": -1}]})
 
 
+def test_hidden_characters_in_file_names_and_sample_ids_are_refused(tmp_path):
+    root = tmp_path / "lab"
+    root.mkdir()
+    rng = np.random.default_rng(2)
+    names = ["ok.png", "gnp.\u202eevil.png", "zero\u200bwidth.png", "bom\ufeff.png", "tab\tname.png"]
+    for i, name in enumerate(names):
+        Image.fromarray((rng.random((30 + i, 40)) * 255).astype(np.uint8)).save(root / name)
+    images, rejected = ingest({"lab": {"path": str(root), "nm_per_px": 1.0, "sample_id": "=cmd|' /C calc'!A0"}},
+                              tmp_path / "out", log=open(tmp_path / "log", "w"))
+    assert sorted(images["image_id"]) == ["lab/ok", "lab/tab\tname"]  # a tab is whitespace, not hidden
+    assert images.height + rejected.height == len(names)
+    reasons = dict(zip(rejected["source_path"], rejected["reason"]))
+    assert set(reasons) == {str(root / "gnp.\\u202eevil.png"), str(root / "zero\\u200bwidth.png"),
+                            str(root / "bom\\ufeff.png")}
+    assert "U+202E (RIGHT-TO-LEFT OVERRIDE)" in reasons[str(root / "gnp.\\u202eevil.png")]
+    assert "U+FEFF (ZERO WIDTH NO-BREAK SPACE)" in reasons[str(root / "bom\\ufeff.png")]
+    assert all(ch.isprintable() for text in rejected["source_path"].to_list() + list(reasons.values()) for ch in text)
+    with pytest.raises(ValueError, match=r"config tem.datasets.lab: sample_id 'S\\x001' holds U\+0000 \(NULL\)"):
+        ingest({"lab": {"path": str(root), "sample_id": "S\x001"}}, tmp_path / "out2")
+    side = tmp_path / "side.csv"
+    side.write_text("image,nm_per_px,sample_id\nok.png,0.5,s\n\nok.png,0.5,s\u2067x\n")
+    with pytest.raises(ValueError, match=r"side.csv row 4: sample_id 's\\u2067x' holds U\+2067"):
+        load_sidecar({"files": [str(side)]})
+
+
 def test_mirror_copies_and_checks_the_tree_checksum(tmp_path):
     mirror = tmp_path / "mirror"
     (mirror / "set1" / "images").mkdir(parents=True)

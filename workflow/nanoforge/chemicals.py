@@ -46,6 +46,8 @@ from pathlib import Path
 
 import polars as pl
 
+from nanoforge.text import unsafe_message
+
 COLUMNS = ["name", "canonical_name", "role", "smiles", "formula", "source", "note"]
 ROLES = ("precursor", "ligand", "solvent", "reducing_agent", "product", "other")
 REACTANT_ROLES = tuple(r for r in ROLES if r != "product")
@@ -132,11 +134,17 @@ def _same_composition(a: dict[str, float], b: dict[str, float]) -> bool:
     return set(a) == set(b) and all(abs(a[k] - b[k]) < 1e-6 for k in a)
 
 
-def check_rows(rows: list[dict], where: str = "chemicals table") -> list[str]:
-    """Every problem of the table rows, each naming its line (header = line 1)."""
+def check_rows(rows: list[dict], where: str = "chemicals table", lines: list[int] | None = None) -> list[str]:
+    """Every problem of the table rows, each naming its line: ``lines[k]``, the file line
+    where row ``k`` starts, or k + 2 (header = line 1, no blank lines) without it."""
     problems = []
     seen: dict[str, int] = {}
-    for i, row in enumerate(rows, start=2):
+    for k, row in enumerate(rows):
+        i = lines[k] if lines is not None else k + 2
+        unsafe = [f"column {col!r}: {msg}" for col in COLUMNS if (msg := unsafe_message(row.get(col)))]
+        if unsafe:  # NUL, bidirectional or zero-width characters (nanoforge.text)
+            problems.append(f"{where} line {i}: " + "; ".join(unsafe))
+            continue
         name = row["name"]
         at = f"{where} line {i} ({name!r})"
         if not name:
@@ -181,8 +189,8 @@ def _fmt_comp(comp: dict[str, float]) -> str:
 class ChemicalTable:
     """The chemicals table, loaded and checked."""
 
-    def __init__(self, rows: list[dict], where: str = "chemicals table"):
-        problems = check_rows(rows, where)
+    def __init__(self, rows: list[dict], where: str = "chemicals table", lines: list[int] | None = None):
+        problems = check_rows(rows, where, lines)
         if problems:
             shown = "\n  - ".join(problems[:20])
             more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -207,13 +215,20 @@ class ChemicalTable:
         if not path.is_file():
             raise ChemicalsTableError(f"chemicals table not found: {path}")
         with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames != COLUMNS:
-                raise ChemicalsTableError(
-                    f"{path}: columns are {reader.fieldnames}, expected {COLUMNS}"
-                )
-            rows = [{k: (v or "").strip() for k, v in r.items()} for r in reader]
-        return cls(rows, where=str(path))
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header != COLUMNS:
+                raise ChemicalsTableError(f"{path}: columns are {header}, expected {COLUMNS}")
+            rows, lines, start = [], [], reader.line_num + 1
+            for values in reader:  # blank lines are skipped, but counted in the line numbers
+                if any(v.strip() for v in values):
+                    if len(values) != len(COLUMNS):
+                        raise ChemicalsTableError(
+                            f"{path} line {start}: {len(values)} fields, the header {len(COLUMNS)}")
+                    rows.append({k: v.strip() for k, v in zip(COLUMNS, values)})
+                    lines.append(start)
+                start = reader.line_num + 1
+        return cls(rows, where=str(path), lines=lines)
 
     def __contains__(self, name: str) -> bool:
         return name in self._by_name

@@ -180,7 +180,6 @@ def write_summary(recipes_path: str | Path, rejected_path: str | Path,
     tables.validate_table(recipes, "recipes")
     tables.validate_table(rejected, "rejected")
     summary = summarize(recipes, rejected)
-    Path(table_path).parent.mkdir(parents=True, exist_ok=True)
-    summary.write_csv(table_path)
+    tables.write_csv(summary, table_path)
     plot_summary(summary, figure_path)
     return summary

@@ -22,7 +22,16 @@ Two source formats (config ``recipes.sources[].format``):
     ``<L>1`` (mmol) / ``<L>2`` (name, ``PlaceHolder`` or empty = no reactant) for letters
     other than T and Y; an optional ``DOI`` column. ``recipe_id`` = ``<source>:<ID>``.
 
-``source_row`` is the row number a spreadsheet program shows (header = row 1).
+``source_row`` is the row number a spreadsheet program shows (header = row 1): blank lines
+and empty workbook rows count (they are rows there, though they hold no recipe and are not
+read), a CSV record whose quoted cell spans several lines is one row.
+
+Text cells used as names or identifiers (product, reactant names, shape, ID, DOI) must not
+hold an unsafe character (NUL and other controls, bidirectional and zero-width
+characters: :mod:`nanoforge.text`): such a row is rejected with reason
+``control_character_in_<field>``. Tabs and line breaks inside a name are harmless: like
+runs of spaces they become one space (``clean_text``). Cells the ingestion does not use are
+not checked.
 
 Rejection reasons (``rejected.parquet``; a row can have several, ``reason`` is the first):
 ``malformed_row`` (CSV row with the wrong number of fields), ``missing_id``,
@@ -34,8 +43,11 @@ row identical to an earlier one apart from its ID), ``missing_product``, ``missi
 ``non_numeric_time``, ``time_out_of_bounds``, ``heating_rate_out_of_bounds``,
 ``spread_out_of_bounds``, ``no_reactants``, ``missing_reactant_name``,
 ``invalid_reactant_name``, ``missing_amount``, ``non_numeric_amount``,
-``negative_amount``, ``amount_out_of_bounds``. Bounds come from config
-``recipes.bounds`` (inclusive).
+``negative_amount``, ``amount_out_of_bounds``, ``control_character_in_product``,
+``control_character_in_reactant_name``, ``control_character_in_shape``,
+``control_character_in_id``, ``control_character_in_doi``. Bounds come from config
+``recipes.bounds`` (inclusive). In the rejected table, unsafe characters of ``raw`` and
+``source_id`` are written as JSON escapes (``\\u0000``).
 
 Accepted with a flag (``recipes.parquet`` column ``flags``; the value becomes null):
 a missing, non-numeric (``?``, ``*``) or invalid particle count (38 % of the workbook's
@@ -60,6 +72,7 @@ import polars as pl
 
 from nanoforge import tables
 from nanoforge.abbreviations import ChemicalDictionary, clean_text, loose_key
+from nanoforge.text import escape_unsafe, unsafe_message
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +248,7 @@ class RawRow:
     source_id: str | None = None
     id_column: str | None = None
     doi: Any = None
+    doi_column: str = "DOI"
     segmentation: Any = None
     count_unknown_values: tuple = ()  # numeric values meaning "not counted" (CSV: -1)
     empty_names: tuple = ()  # name texts meaning "no reactant in this slot" (loose keys)
@@ -274,6 +288,15 @@ class _Checker:
         if code not in self.flags:
             self.flags.append(code)
 
+    def safe_text(self, value, column: str | None, field: str) -> bool:
+        """False, with reason ``control_character_in_<field>``, where a text value holds an
+        unsafe character (:mod:`nanoforge.text`)."""
+        problem = unsafe_message(value)
+        if problem:
+            where = f"column {column!r}: " if column else ""
+            self.reject(f"control_character_in_{field}", f"{where}{problem}")
+        return problem is None
+
     def number(self, cell: Cell, what: str, bound: str, *, required: bool, positive=False,
                flag_name: str | None = None) -> float | None:
         """Parse a numeric cell. Required: missing/non-numeric/out-of-bounds reject.
@@ -310,9 +333,13 @@ def validate_row(row: RawRow, ctx: Context) -> tuple[dict | None, list[tuple[str
     c = _Checker(ctx)
     if row.id_column is not None and not row.source_id:
         c.reject("missing_id", f"column {row.id_column!r}: empty")
+    c.safe_text(row.source_id, row.id_column, "id")
+    c.safe_text(row.doi, row.doi_column, "doi")
 
     product_text = clean_text(row.product.value)
-    if not product_text:
+    if not c.safe_text(row.product.value, row.product.column, "product"):
+        product = None
+    elif not product_text:
         c.reject("missing_product", f"column {row.product.column!r}: empty")
         product = None
     else:
@@ -324,7 +351,9 @@ def validate_row(row: RawRow, ctx: Context) -> tuple[dict | None, list[tuple[str
 
     shape = None
     raw_shape = row.shape.value
-    if raw_shape is None or clean_text(raw_shape) == "":
+    if not c.safe_text(raw_shape, row.shape.column, "shape"):
+        pass  # the reason is given
+    elif raw_shape is None or clean_text(raw_shape) == "":
         c.reject("missing_shape", f"column {row.shape.column!r}: empty")
     elif row.shape_is_index:
         idx, status = parse_number(raw_shape)
@@ -361,6 +390,8 @@ def validate_row(row: RawRow, ctx: Context) -> tuple[dict | None, list[tuple[str
     lo, hi = ctx.bounds["mmol"]
     for name_cell, amount_cell in row.reactants:
         name_value = name_cell.value
+        if not c.safe_text(name_value, name_cell.column, "reactant_name"):
+            continue
         name = clean_text(name_value)
         amount, status = parse_number(amount_cell.value)
         if not name or loose_key(name) in row.empty_names:
@@ -546,6 +577,7 @@ def read_workbook(path: str | Path, source: str) -> Iterable[RawRow]:
                 shape_is_index=False,
                 reactants=[(Cell(values[ni], label[ni]), Cell(values[ai], label[ai])) for ni, ai in pairs],
                 doi=values[cols["doi"]],
+                doi_column=label[cols["doi"]],
                 segmentation=values[cols["segmentation"]] if "segmentation" in cols else None,
             )
         if skipped:
@@ -570,7 +602,8 @@ CSV_PLACEHOLDERS = ("placeholder",)
 
 
 def read_processed_csv(path: str | Path, source: str) -> Iterable[RawRow]:
-    """Rows of a CSV in the paper's processed layout. Blank lines are skipped."""
+    """Rows of a CSV in the paper's processed layout. Blank lines (and rows of empty cells)
+    are skipped but keep their row number."""
     path = Path(path)
     _need_file(path, source)
     try:
@@ -600,12 +633,12 @@ def read_processed_csv(path: str | Path, source: str) -> Iterable[RawRow]:
             log.info("%s: ignoring column(s) %s", path, ", ".join(extra))
         index = {h: i for i, h in enumerate(header)}
         id_i = index["ID"]
-        n = 1
         try:
-            for values in reader:
+            # n counts records, blank ones included: the row a spreadsheet shows (a quoted
+            # cell over several lines is one record; reader.line_num counts lines)
+            for n, values in enumerate(reader, start=2):
                 if not values or all(not v.strip() for v in values):
                     continue
-                n += 1
                 raw = {h: (values[i] if i < len(values) else None) for i, h in enumerate(header)}
                 if len(values) > len(header):
                     raw["_extra_fields"] = values[len(header):]
@@ -675,17 +708,17 @@ def ingest_rows(rows: Iterable[RawRow], ctx: Context) -> tuple[list[dict], list[
         first = seen_content.setdefault(row.fingerprint, row.source_row)
         if first != row.source_row and not row.malformed:
             dup.append(("duplicate_row", f"same values as row {first}"))
-        head = [r for r in reasons if r[0] in ("malformed_row", "missing_id")]
+        head = [r for r in reasons if r[0] in ("malformed_row", "missing_id", "control_character_in_id")]
         reasons = head + dup + [r for r in reasons if r not in head]
         if reasons:
             rejected.append({
                 "source": row.source,
                 "source_row": row.source_row,
-                "source_id": row.source_id,
+                "source_id": None if row.source_id is None else escape_unsafe(row.source_id),
                 "reason": reasons[0][0],
                 "reasons": [code for code, _ in reasons],
                 "message": "; ".join(msg for _, msg in reasons),
-                "raw": json.dumps(row.raw, ensure_ascii=False, default=str),
+                "raw": escape_unsafe(json.dumps(row.raw, ensure_ascii=False, default=str)),
             })
         else:
             accepted.append(record)
@@ -699,6 +732,10 @@ def ingest(sources: list[dict], abbreviations: str | Path, shapes_list: str | Pa
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ValueError(f"config recipes.sources: name(s) used twice: {', '.join(dup)}")
+    for name in names:
+        problem = unsafe_message(name)
+        if problem:  # the name starts every recipe_id of the source
+            raise ValueError(f"config recipes.sources: name {problem}; remove the character")
     ctx = Context(ChemicalDictionary.load(abbreviations), ShapeMapper(read_shapes_list(shapes_list)),
                   check_bounds(bounds))
     accepted, rejected, counts = [], [], []

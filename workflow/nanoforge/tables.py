@@ -14,6 +14,11 @@ JSON-schema validator can check a row. From it this module derives
 
 Table-level rules use the annotation keyword ``x-unique`` (a list of column names whose
 values must be unique). ``write_table`` validates, then writes Parquet.
+
+``write_csv`` is the one way the project writes a CSV file: every text cell (and column
+name) goes through :func:`nanoforge.text.csv_cell`, so a cell that would start a formula in a
+spreadsheet is prefixed with a single quote and an unsafe character is escaped; numeric,
+boolean and date columns are written unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from pathlib import Path
 
 import polars as pl
 import yaml
+
+from nanoforge.text import csv_cell
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -162,4 +169,30 @@ def write_table(df: pl.DataFrame, path: str | Path, schema: dict | str | Path) -
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     df.write_parquet(path)
+    return path
+
+
+def csv_safe(df) -> pl.DataFrame:
+    """A polars copy of ``df`` (polars or pandas; a pandas index is dropped) whose text
+    columns and column names have been through :func:`nanoforge.text.csv_cell`."""
+    if not isinstance(df, pl.DataFrame):
+        if not hasattr(df, "to_dict") or not hasattr(df, "columns"):
+            raise TypeError(f"write_csv takes a polars or pandas DataFrame, not {type(df).__name__}")
+        df = pl.from_pandas(df, include_index=False)
+    text = [c for c, t in df.schema.items() if t == pl.String or isinstance(t, (pl.Categorical, pl.Enum))]
+    df = df.with_columns(
+        pl.Series(c, [None if v is None else csv_cell(v) for v in df[c].cast(pl.String).to_list()],
+                  dtype=pl.String)
+        for c in text
+    )
+    names = [csv_cell(c) for c in df.columns]
+    return df.rename(dict(zip(df.columns, names))) if names != df.columns else df
+
+
+def write_csv(df, path: str | Path) -> Path:
+    """Write ``df`` (polars or pandas) as a CSV file safe to open in a spreadsheet (see
+    :func:`csv_safe`); the folder is created. The project's only CSV writer."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    csv_safe(df).write_csv(path)
     return path

@@ -5,6 +5,7 @@ sys.stderr = open(snakemake.log[0], "w")
 import _nanoforge_path  # noqa: E402,F401
 
 from nanoforge.shapes.naming import name_clusters_from_files  # noqa: E402
+from nanoforge.tables import write_csv  # noqa: E402
 
 mapping, shapes = name_clusters_from_files(
     snakemake.input.clusters,
@@ -13,6 +14,6 @@ mapping, shapes = name_clusters_from_files(
     snakemake.params.overrides,
     snakemake.params.seed,
 )
-mapping.write_csv(snakemake.output.names)
+write_csv(mapping, snakemake.output.names)
 shapes.write_parquet(snakemake.output.shapes)
 print(mapping, file=sys.stderr)

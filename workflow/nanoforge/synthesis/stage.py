@@ -16,6 +16,7 @@ from nanoforge.features.recipe import RecipeFeaturizer, describe_columns
 from nanoforge.synthesis import compare as compare_mod
 from nanoforge.synthesis import plots
 from nanoforge.synthesis.evaluate import evaluate_run, run_spec
+from nanoforge.tables import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,8 @@ def featurize(recipes_path, chemicals_path, unimol_path, sources, cfg: dict, out
     features = featurizer.fit_transform(recipes)
     Path(out_features).parent.mkdir(parents=True, exist_ok=True)
     features.write_parquet(out_features)
-    describe_columns(features).write_csv(out_columns)
-    report.write_csv(out_coverage)
+    write_csv(describe_columns(features), out_columns)
+    write_csv(report, out_coverage)
     log.info("%d recipes x %d feature columns", features.height, features.width)
     return features
 
@@ -108,7 +109,7 @@ def evaluate(features_path, cfg: dict, protocol: str, run_name: str, seed: int, 
     result = evaluate_run(design, cfg, run, protocol, seed=seed, threads=threads, fold_table=fold_table)
     Path(out_predictions).parent.mkdir(parents=True, exist_ok=True)
     result.predictions.write_parquet(out_predictions)
-    result.metrics.write_csv(out_metrics)
+    write_csv(result.metrics, out_metrics)
     log.info("%s %s: %.0f s", protocol, run_name, result.seconds)
     return result
 
@@ -129,7 +130,7 @@ def figure(predictions_path, out, shapes_list=None):
 def compare(metrics_paths, out_csv, out_html) -> pl.DataFrame:
     tables = [pl.read_csv(p, schema_overrides={"fold": pl.String, "params": pl.String}) for p in metrics_paths]
     table = compare_mod.comparison_table(tables)
-    table.write_csv(out_csv)
+    write_csv(table, out_csv)
     compare_mod.write_html(table, out_html)
     log.info("\n%s", compare_mod.format_text(table))
     return table

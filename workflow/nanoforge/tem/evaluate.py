@@ -31,6 +31,7 @@ import numpy as np
 import polars as pl
 from scipy.optimize import linear_sum_assignment
 
+from nanoforge.tables import write_csv
 from nanoforge.tem import coco
 
 THRESHOLDS = (0.5, 0.75)
@@ -415,8 +416,8 @@ def run_evaluation(
                                overlay(img, gt_by[gt_img[k]["id"]], p_by[p_img[k]["id"]])))
         overlay_figure(out[f"overlay_{ds}"], panels, title=f"{ds}: held-out images")
     metrics = pl.DataFrame(summaries)
-    metrics.write_csv(out["metrics"])
-    (pl.concat(per_images, how="diagonal_relaxed") if per_images else pl.DataFrame()).write_csv(out["per_image"])
+    write_csv(metrics, out["metrics"])
+    write_csv(pl.concat(per_images, how="diagonal_relaxed") if per_images else pl.DataFrame(), out["per_image"])
 
     size_rows, samples, refs = [], {}, {}
     box_rows = []
@@ -452,7 +453,7 @@ def run_evaluation(
             for m in methods:
                 pb = particle_boxes(parts[m].filter(pl.col("image_id").is_in(list(truth))))
                 box_rows.append(detection_check(pb, truth, m, ds))
-    pl.DataFrame(size_rows).write_csv(out["size_check"])
-    pl.DataFrame(box_rows).write_csv(out["detection_check"])
+    write_csv(pl.DataFrame(size_rows), out["size_check"])
+    write_csv(pl.DataFrame(box_rows), out["detection_check"])
     size_figure(out["size_figure"], size_rows, samples, refs)
     return metrics

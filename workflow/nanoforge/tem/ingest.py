@@ -40,7 +40,16 @@ field keeps its polarity (particles dark). ``sha256`` is that of the source file
 Nothing disappears: every file matched by a dataset's globs ends in ``images.parquet`` or
 in ``rejected_images.parquet`` with its reason (empty, unreadable/corrupt, not an image, no
 2-D image, too small, constant, non-finite values, no calibration, duplicate of another
-image).
+image, a file name holding an unsafe character).
+
+Names
+-----
+``image_id`` and ``sample_id`` reach tables and CSV files, so they must not hold an unsafe
+character (NUL and other controls, bidirectional and zero-width characters:
+:mod:`nanoforge.text`): a file whose dataset-relative path holds one is rejected with that
+reason (its ``source_path`` in the rejected table has the character escaped, ``\\u202e``);
+such a character in a dataset name, a dataset's ``sample_id`` or a sidecar row is an error
+naming the config key or the sidecar row.
 """
 
 from __future__ import annotations
@@ -56,6 +65,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from PIL import Image
+
+from nanoforge.text import escape_unsafe, unsafe_message
 
 IMAGES_SCHEMA = {
     "image_id": pl.Utf8,
@@ -393,6 +404,10 @@ def load_sidecar(sidecar: dict | None) -> list[dict]:
         src = r.get("calibration_source") or "sidecar"
         if src not in CALIBRATION_SOURCES:
             raise ValueError(f"{r['_where']}: calibration_source {src!r} is not one of {CALIBRATION_SOURCES}")
+        for key in ("image", "sample_id"):
+            problem = unsafe_message(r.get(key))
+            if problem:
+                raise ValueError(f"{r['_where']}: {key} {problem}; remove the character")
         out.append({"image": str(r["image"]), "nm_per_px": nm, "sample_id": r.get("sample_id") or None,
                     "calibration_source": src, "_where": r["_where"]})
     return out
@@ -421,6 +436,10 @@ def ingest(
     rows, rejected = [], []
     seen_sha: dict[str, str] = {}
     for name, spec in datasets.items():
+        for what, value in (("the dataset name", name), ("sample_id", spec.get("sample_id"))):
+            problem = unsafe_message(value)
+            if problem:
+                raise ValueError(f"config tem.datasets.{escape_unsafe(name)}: {what} {problem}; remove the character")
         root = dataset_path(name, spec)
         files = list_dataset_files(name, spec)
         if not files:
@@ -431,10 +450,14 @@ def ingest(
             digest = sha256_file(f) if size else None
 
             def reject(reason, digest=digest, f=f, size=size):
-                rejected.append({"source_path": str(f), "dataset": name, "reason": reason, "sha256": digest,
-                                 "size_bytes": size})
-                print(f"rejected {f}: {reason}", file=log)
+                rejected.append({"source_path": escape_unsafe(str(f)), "dataset": name, "reason": reason,
+                                 "sha256": digest, "size_bytes": size})
+                print(f"rejected {escape_unsafe(str(f))}: {reason}", file=log)
 
+            problem = unsafe_message(str(f.relative_to(root)))
+            if problem:
+                reject(f"file name {problem}: the image id would carry it; rename the file")
+                continue
             try:
                 raw = read_microscope_file(f, stack=stack)
                 check_image(raw, min_size_px)
