@@ -134,7 +134,7 @@ def test_mask_rcnn_from_the_model_zoo_config_forward_pass_on_cpu():
     from detectron2.utils.events import EventStorage
 
     cfg = get_cfg()
-    cfg.merge_from_file(model_zoo.get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"))
+    cfg.merge_from_file(model_zoo.get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"), allow_unsafe=False)
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.RESNETS.DEPTH", 18,
                          "MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.RESNETS.NORM", "BN",
                          "MODEL.BACKBONE.FREEZE_AT", 0, "MODEL.ROI_HEADS.NUM_CLASSES", 1])
@@ -274,7 +274,7 @@ def test_training_writes_checkpoints_and_resumes(tiny_set, tmp_path):
         if f.name != "model_0000001.pth":
             f.unlink()
     (ckdir / "last_checkpoint").write_text("model_0000001.pth")
-    state = torch.load(ckdir / "model_0000001.pth", weights_only=False)
+    state = torch.load(ckdir / "model_0000001.pth", weights_only=True)
     assert state["iteration"] == 1
     s2 = train_detector([tiny_set], out, overrides=FAST, device="cpu", seed=1, threads=1)
     assert s2["fingerprint"] == s1["fingerprint"]

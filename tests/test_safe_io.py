@@ -1,0 +1,149 @@
+"""nanoforge.safe_io: YAML and PyTorch checkpoints are read without running code from them, and
+no loader of the project reads a file any other way."""
+
+from __future__ import annotations
+
+import ast
+import os
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from nanoforge.safe_io import UnreadableFileError, UnsafeFileError, load_torch_state, load_yaml_safely
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class MarkerPayload:
+    """Unpickling this runs ``touch <marker>``: a file that would run code when loaded."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def malicious_yaml(path: Path, marker: Path) -> Path:
+    path.write_text(f"SOLVER:\n  MAX_ITER: 5\nX: !!python/object/apply:os.system [\"touch {marker}\"]\n")
+    return path
+
+
+def malicious_checkpoint(path: Path, marker: Path, legacy: bool = False) -> Path:
+    """A checkpoint whose unpickling creates ``marker``: torch.save's zip format, or a plain
+    pickle (``legacy``; Detectron2 would unpickle it under a ``.pkl`` name)."""
+    state = {"model": {"w": torch.zeros(2)}, "iteration": 1, "extra": MarkerPayload(marker)}
+    if legacy:
+        with open(path, "wb") as fh:
+            pickle.dump(state, fh)
+    else:
+        torch.save(state, path)
+    return path
+
+
+def test_yaml_with_a_python_tag_is_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / "MARKER"
+    path = malicious_yaml(tmp_path / "evil.yaml", marker)
+    with pytest.raises(UnsafeFileError, match=r"evil\.yaml, line 3: refused the YAML tag !!python/object/apply:os.system"):
+        load_yaml_safely(path)
+    assert not marker.exists()
+    custom = tmp_path / "custom.yaml"
+    custom.write_text("a: !secret x\n")
+    with pytest.raises(UnsafeFileError, match=r"custom\.yaml, line 1: refused the YAML tag !secret"):
+        load_yaml_safely(custom)
+
+
+def test_yaml_plain_data_loads_and_broken_yaml_names_the_file(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("a: [1, 2.5, x]\nb: {c: true, d: null}\n")
+    assert load_yaml_safely(good) == {"a": [1, 2.5, "x"], "b": {"c": True, "d": None}}
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [1,\n")
+    with pytest.raises(UnreadableFileError, match=r"broken\.yaml: not valid YAML"):
+        load_yaml_safely(broken)
+    unhashable = tmp_path / "unhashable.yaml"
+    unhashable.write_text("? [a, b]\n: 1\n")
+    with pytest.raises(UnreadableFileError, match=r"unhashable\.yaml, line 1: not valid YAML data"):
+        load_yaml_safely(unhashable)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00a")
+    with pytest.raises(UnreadableFileError, match=r"binary\.yaml: not UTF-8"):
+        load_yaml_safely(binary)
+    with pytest.raises(FileNotFoundError):
+        load_yaml_safely(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["torch-zip", "plain-pickle"])
+def test_checkpoint_that_would_run_code_is_refused_and_nothing_runs(tmp_path, legacy):
+    marker = tmp_path / "MARKER"
+    path = malicious_checkpoint(tmp_path / "evil.pth", marker, legacy)
+    what = r"it holds objects other than tensors" if legacy else r"it would import (posix|os|nt)\.system"
+    with pytest.raises(UnsafeFileError, match=r"evil\.pth: refused to load: " + what):
+        load_torch_state(path)
+    assert not marker.exists()
+
+
+def test_checkpoint_of_tensors_loads_and_damaged_ones_name_the_file(tmp_path):
+    good = tmp_path / "good.pth"
+    torch.save({"model": {"w": torch.arange(3.0)}, "iteration": 7, "meta": {"lr": [0.1, 0.2]}}, good)
+    state = load_torch_state(good)
+    assert state["iteration"] == 7 and torch.equal(state["model"]["w"], torch.arange(3.0))
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UnreadableFileError, match=r"truncated\.pth: not a readable PyTorch checkpoint"):
+        load_torch_state(truncated)
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(UnreadableFileError, match=r"empty\.pth: not a readable"):
+        load_torch_state(empty)
+    not_a_dict = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], not_a_dict)
+    with pytest.raises(UnreadableFileError, match=r"list\.pth: expected a dict"):
+        load_torch_state(not_a_dict)
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_torch_state(tmp_path / "missing.pth")
+
+
+# Ways of reading a file that can run code from it; nanoforge.safe_io is the one place that
+# reads YAML and checkpoints (its torch.load passes weights_only=True).
+PICKLERS = {"pickle", "_pickle", "cloudpickle", "dill", "joblib", "marshal", "shelve"}
+UNSAFE_YAML = {"load", "load_all", "unsafe_load", "unsafe_load_all", "full_load", "full_load_all"}
+
+
+def unsafe_calls(source: str) -> list[tuple[int, str]]:
+    """``(line, call)`` of every call in Python ``source`` that may run code from a file."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = ast.unparse(node.func)
+        base, _, attr = func.rpartition(".")
+        kw = {k.arg: ast.unparse(k.value) for k in node.keywords if k.arg}
+        if ((base in PICKLERS and attr in ("load", "loads", "Unpickler", "open"))
+                or (base == "yaml" and attr in UNSAFE_YAML)
+                or attr == "read_pickle"
+                or kw.get("allow_pickle") == "True"
+                or (attr == "merge_from_file" and kw.get("allow_unsafe") != "False")
+                or (func == "torch.load" and kw.get("weights_only") != "True")):
+            found.append((node.lineno, func))
+    return found
+
+
+def test_no_loader_of_the_project_can_run_code_from_a_file():
+    files = [*(REPO / "workflow").rglob("*.py"), *(REPO / "tests").glob("*.py")]
+    found = [f"{path.relative_to(REPO)}:{line}: {call}" for path in files
+             for line, call in unsafe_calls(path.read_text())]
+    assert not found, "read files through nanoforge.safe_io instead:\n" + "\n".join(found)
+    # Snakemake files: no loading in rules at all (rules call scripts, scripts the library)
+    for path in [REPO / "Snakefile", *(REPO / "workflow").rglob("*.smk")]:
+        assert not re.search(r"torch\.load|pickle|joblib|yaml\.(unsafe_)?load\(|merge_from_file", path.read_text()), path
+    # the guard sees what it should
+    assert [c for _, c in unsafe_calls("torch.load(f, map_location='cpu')\ntorch.load(f, weights_only=True)\n"
+                                       "cfg.merge_from_file(p)\ncfg.merge_from_file(p, allow_unsafe=False)\n"
+                                       "pickle.load(fh)\nyaml.load(t, Loader=L)\nyaml.safe_load(t)\n"
+                                       "np.load(p, allow_pickle=True)\n")] == [
+        "torch.load", "cfg.merge_from_file", "pickle.load", "yaml.load", "np.load"]
