@@ -135,7 +135,8 @@ def test_mask_rcnn_from_the_model_zoo_config_forward_pass_on_cpu():
     from detectron2.utils.events import EventStorage
 
     cfg = get_cfg()
-    cfg.merge_from_file(model_zoo.get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"), allow_unsafe=False)
+    cfg.merge_from_file(model_zoo.get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"),
+                        allow_unsafe=False)
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.RESNETS.DEPTH", 18,
                          "MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.RESNETS.NORM", "BN",
                          "MODEL.BACKBONE.FREEZE_AT", 0, "MODEL.ROI_HEADS.NUM_CLASSES", 1])
@@ -175,7 +176,8 @@ def test_config_errors_name_the_problem(tmp_path):
 def test_detector_config_with_a_python_tag_is_refused_and_nothing_runs(tmp_path):
     marker = tmp_path / "MARKER"
     evil = malicious_yaml(tmp_path / "evil.yaml", marker)
-    with pytest.raises(DetectorError, match=r"evil\.yaml, line 3: refused the YAML tag !!python/object/apply:os\.system"):
+    refused = r"evil\.yaml, line 3: refused the YAML tag !!python/object/apply:os\.system"
+    with pytest.raises(DetectorError, match=refused):
         load_config(evil, device="cpu")
     child = tmp_path / "child.yaml"  # the same file reached through _BASE_
     child.write_text("_BASE_: evil.yaml\nSOLVER:\n  MAX_ITER: 7\n")
@@ -201,22 +203,19 @@ def test_detector_config_inherits_from_its_base_files(tmp_path):
     grandchild.write_text(f"_BASE_: [../child.yaml, {tmp_path / 'batch.yaml'}]\n")
     got = load_config(grandchild, device="cpu")
     assert (got.SOLVER.MAX_ITER, got.SOLVER.IMS_PER_BATCH, got.NANOFORGE.SCALE_RANGE) == (9, 2, (0.6, 1.5))
-    loop = tmp_path / "loop.yaml"
-    loop.write_text("_BASE_: loop.yaml\n")
-    with pytest.raises(DetectorError, match="includes itself"):
-        load_config(loop)
-    remote = tmp_path / "remote.yaml"
-    remote.write_text("_BASE_: https://example.org/base.yaml\n")
-    with pytest.raises(DetectorError, match="local YAML files"):
-        load_config(remote)
-    missing = tmp_path / "orphan.yaml"
-    missing.write_text("_BASE_: nowhere.yaml\n")
-    with pytest.raises(DetectorError, match=r"not found: .*nowhere\.yaml \(the _BASE_ of .*orphan\.yaml\)"):
-        load_config(missing)
-    old = tmp_path / "v1.yaml"
-    old.write_text("VERSION: 1\n")
-    with pytest.raises(DetectorError, match="VERSION 1"):
-        load_config(old)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("_BASE_: bad.yaml\n", "includes itself"),
+    ("_BASE_: https://example.org/base.yaml\n", "local YAML files"),
+    ("_BASE_: nowhere.yaml\n", r"not found: .*nowhere\.yaml \(the _BASE_ of .*bad\.yaml\)"),
+    ("VERSION: 1\n", "VERSION 1"),
+    ("- a list\n", r"bad\.yaml: a Detectron2 config must be a mapping"),
+], ids=["loop", "remote", "missing", "old-version", "not-a-mapping"])
+def test_detector_config_file_errors_name_the_file(tmp_path, text, message):
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(DetectorError, match=message):
+        load_config(tmp_path / "bad.yaml")
 
 
 def test_detector_weights_that_would_run_code_are_refused_and_nothing_runs(tmp_path):

@@ -36,7 +36,8 @@ def test_the_malicious_files_do_run_code_when_loaded_unsafely(tmp_path):
 def test_yaml_with_a_python_tag_is_refused_and_nothing_runs(tmp_path):
     marker = tmp_path / "MARKER"
     path = malicious_yaml(tmp_path / "evil.yaml", marker)
-    with pytest.raises(UnsafeFileError, match=r"evil\.yaml, line 3: refused the YAML tag !!python/object/apply:os.system"):
+    refused = r"evil\.yaml, line 3: refused the YAML tag !!python/object/apply:os\.system"
+    with pytest.raises(UnsafeFileError, match=refused):
         load_yaml_safely(path)
     assert not marker.exists()
     custom = tmp_path / "custom.yaml"
@@ -45,24 +46,23 @@ def test_yaml_with_a_python_tag_is_refused_and_nothing_runs(tmp_path):
         load_yaml_safely(custom)
 
 
-def test_yaml_plain_data_loads_and_broken_yaml_names_the_file(tmp_path):
+def test_yaml_plain_data_loads(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("a: [1, 2.5, x]\nb: {c: true, d: null}\n")
     assert load_yaml_safely(good) == {"a": [1, 2.5, "x"], "b": {"c": True, "d": None}}
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("a: [1,\n")
-    with pytest.raises(UnreadableFileError, match=r"broken\.yaml: not valid YAML"):
-        load_yaml_safely(broken)
-    unhashable = tmp_path / "unhashable.yaml"
-    unhashable.write_text("? [a, b]\n: 1\n")
-    with pytest.raises(UnreadableFileError, match=r"unhashable\.yaml, line 1: not valid YAML data"):
-        load_yaml_safely(unhashable)
-    binary = tmp_path / "binary.yaml"
-    binary.write_bytes(b"\xff\xfe\x00a")
-    with pytest.raises(UnreadableFileError, match=r"binary\.yaml: not UTF-8"):
-        load_yaml_safely(binary)
     with pytest.raises(FileNotFoundError):
         load_yaml_safely(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"a: [1,\n", r"bad\.yaml: not valid YAML"),
+    (b"? [a, b]\n: 1\n", r"bad\.yaml, line 1: not valid YAML data"),
+    (b"\xff\xfe\x00a", r"bad\.yaml: not UTF-8"),
+], ids=["syntax", "unhashable-key", "binary"])
+def test_broken_yaml_names_the_file(tmp_path, content, message):
+    (tmp_path / "bad.yaml").write_bytes(content)
+    with pytest.raises(UnreadableFileError, match=message):
+        load_yaml_safely(tmp_path / "bad.yaml")
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["torch-zip", "plain-pickle"])
@@ -75,26 +75,34 @@ def test_checkpoint_that_would_run_code_is_refused_and_nothing_runs(tmp_path, le
     assert not marker.exists()
 
 
-def test_checkpoint_of_tensors_loads_and_damaged_ones_name_the_file(tmp_path):
+def test_checkpoint_of_tensors_loads(tmp_path):
     good = tmp_path / "good.pth"
     torch.save({"model": {"w": torch.arange(3.0)}, "iteration": 7, "meta": {"lr": [0.1, 0.2]}}, good)
     state = load_torch_state(good)
     assert state["iteration"] == 7 and torch.equal(state["model"]["w"], torch.arange(3.0))
-    data = good.read_bytes()
-    truncated = tmp_path / "truncated.pth"
-    truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(UnreadableFileError, match=r"truncated\.pth: not a readable PyTorch checkpoint"):
-        load_torch_state(truncated)
-    empty = tmp_path / "empty.pth"
-    empty.write_bytes(b"")
-    with pytest.raises(UnreadableFileError, match=r"empty\.pth: not a readable"):
-        load_torch_state(empty)
-    not_a_dict = tmp_path / "list.pth"
-    torch.save([torch.zeros(1)], not_a_dict)
-    with pytest.raises(UnreadableFileError, match=r"list\.pth: expected a dict"):
-        load_torch_state(not_a_dict)
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_torch_state(tmp_path / "missing.pth")
+
+
+def _damaged(path: Path, how: str) -> None:
+    """A checkpoint cut in half, an empty file, or a checkpoint of a list."""
+    if how == "list":
+        torch.save([torch.zeros(1)], path)
+        return
+    torch.save({"model": {"w": torch.arange(1000.0)}}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if how == "truncated" else b"")
+
+
+@pytest.mark.parametrize("how, message", [
+    ("truncated", r"bad\.pth: not a readable PyTorch checkpoint \(truncated or damaged\?\)"),
+    ("empty", r"bad\.pth: not a readable PyTorch checkpoint"),
+    ("list", r"bad\.pth: expected a dict"),
+])
+def test_damaged_checkpoint_names_the_file(tmp_path, how, message):
+    _damaged(tmp_path / "bad.pth", how)
+    with pytest.raises(UnreadableFileError, match=message):
+        load_torch_state(tmp_path / "bad.pth")
 
 
 # Ways of reading a file that can run code from it; nanoforge.safe_io is the one place that
@@ -130,7 +138,8 @@ def test_no_loader_of_the_project_can_run_code_from_a_file():
     assert not found, "read files through nanoforge.safe_io instead:\n" + "\n".join(found)
     # Snakemake files: no loading in rules at all (rules call scripts, scripts the library)
     for path in [REPO / "Snakefile", *(REPO / "workflow").rglob("*.smk")]:
-        assert not re.search(r"torch\.load|pickle|joblib|yaml\.(unsafe_)?load\(|merge_from_file", path.read_text()), path
+        loading = r"torch\.load|pickle|joblib|yaml\.(unsafe_)?load\(|merge_from_file"
+        assert not re.search(loading, path.read_text()), path
     # the guard sees what it should
     assert [c for _, c in unsafe_calls("torch.load(f, map_location='cpu')\ntorch.load(f, weights_only=True)\n"
                                        "cfg.merge_from_file(p)\ncfg.merge_from_file(p, allow_unsafe=False)\n"

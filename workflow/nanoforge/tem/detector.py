@@ -450,6 +450,7 @@ class ParticleMapper:
 # ---------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1)
 def _checkpointer_class():
     from detectron2.checkpoint import DetectionCheckpointer
 
@@ -681,7 +682,7 @@ def train_detector(
     # Seed after resuming so that a resumed run draws fresh (but reproducible) augmentations.
     seed_all_rng(int(cfg.SEED) + start_iter)
     if start_iter:
-        LOG.info("resuming from %s at iteration %d", ckpt_dir, start_iter)
+        LOG.info("resuming from %s at iteration %d", found[0], start_iter)
     t0 = time.time()
     if start_iter < cfg.SOLVER.MAX_ITER:
         trainer.train()
