@@ -635,7 +635,9 @@ def train_detector(
     """Train the detector; returns a summary dict. Writes into ``output_dir``:
     ``model_final.pth`` (weights only), ``config.yaml`` (the full Detectron2 config to rebuild
     the model), ``metrics.json`` (one JSON line per logged iteration) and, while training,
-    ``checkpoints/<fingerprint>/`` (resumable state: the last ``CHECKPOINTS_TO_KEEP`` checkpoints and the final one)."""
+    ``checkpoints/<fingerprint>/`` (resumable state: the last ``CHECKPOINTS_TO_KEEP`` checkpoints and the final one).
+    With ``resume``, training continues from the newest readable checkpoint there
+    (:func:`newest_readable_checkpoint`); without, that folder is emptied first."""
     _d2()
     from detectron2.utils.env import seed_all_rng
     from detectron2.utils.logger import setup_logger
