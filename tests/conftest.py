@@ -4,6 +4,7 @@ tiny test config, and a helper to run Snakemake there."""
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -113,3 +114,35 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: float 
             f"--- stdout ---\n{proc.stdout[-5000:]}\n--- stderr ---\n{proc.stderr[-8000:]}"
         )
     return proc
+
+
+# Files that would run code when loaded unsafely (tests of nanoforge.safe_io and its users).
+
+
+class MarkerPayload:
+    """Unpickling this runs ``touch <marker>``: a file that would run code when loaded."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def malicious_yaml(path: Path, marker: Path) -> Path:
+    path.write_text(f"SOLVER:\n  MAX_ITER: 5\nX: !!python/object/apply:os.system [\"touch {marker}\"]\n")
+    return path
+
+
+def malicious_checkpoint(path: Path, marker: Path, legacy: bool = False) -> Path:
+    """A checkpoint whose unpickling creates ``marker``: torch.save's zip format, or a plain
+    pickle (``legacy``; Detectron2 would unpickle it under a ``.pkl`` name)."""
+    import torch
+
+    state = {"model": {"w": torch.zeros(2)}, "iteration": 1, "extra": MarkerPayload(marker)}
+    if legacy:
+        with open(path, "wb") as fh:
+            pickle.dump(state, fh)
+    else:
+        torch.save(state, path)
+    return path

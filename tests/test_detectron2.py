@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import malicious_checkpoint, malicious_yaml
 from nanoforge.tem import coco
 from nanoforge.tem.detector import (
     DEFAULT_CONFIG,
@@ -134,7 +135,8 @@ def test_mask_rcnn_from_the_model_zoo_config_forward_pass_on_cpu():
     from detectron2.utils.events import EventStorage
 
     cfg = get_cfg()
-    cfg.merge_from_file(model_zoo.get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"))
+    cfg.merge_from_file(model_zoo.get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"),
+                        allow_unsafe=False)
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.RESNETS.DEPTH", 18,
                          "MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.RESNETS.NORM", "BN",
                          "MODEL.BACKBONE.FREEZE_AT", 0, "MODEL.ROI_HEADS.NUM_CLASSES", 1])
@@ -169,6 +171,61 @@ def test_config_errors_name_the_problem(tmp_path):
             load_config(DEFAULT_CONFIG, device="cuda")
     cfg = load_config(DEFAULT_CONFIG, device="auto")
     assert cfg.MODEL.DEVICE == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_detector_config_with_a_python_tag_is_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / "MARKER"
+    evil = malicious_yaml(tmp_path / "evil.yaml", marker)
+    refused = r"evil\.yaml, line 3: refused the YAML tag !!python/object/apply:os\.system"
+    with pytest.raises(DetectorError, match=refused):
+        load_config(evil, device="cpu")
+    child = tmp_path / "child.yaml"  # the same file reached through _BASE_
+    child.write_text("_BASE_: evil.yaml\nSOLVER:\n  MAX_ITER: 7\n")
+    with pytest.raises(DetectorError, match=r"evil\.yaml, line 3: refused"):
+        load_config(child, device="cpu")
+    model_dir = tmp_path / "model"  # a trained model copied from elsewhere
+    model_dir.mkdir()
+    malicious_yaml(model_dir / "config.yaml", marker)
+    with pytest.raises(DetectorError, match=r"model/config\.yaml, line 3: refused"):
+        ParticleDetector.from_output(model_dir, device="cpu")
+    assert not marker.exists()
+
+
+def test_detector_config_inherits_from_its_base_files(tmp_path):
+    shutil.copyfile(DEFAULT_CONFIG, tmp_path / "base.yaml")
+    child = tmp_path / "child.yaml"
+    child.write_text("_BASE_: base.yaml\nSOLVER:\n  MAX_ITER: 7\nNANOFORGE:\n  SCALE_RANGE: (0.6, 1.5)\n")
+    assert load_config(child, device="cpu") == load_config(
+        DEFAULT_CONFIG, {"SOLVER.MAX_ITER": 7, "NANOFORGE.SCALE_RANGE": (0.6, 1.5)}, "cpu")
+    grandchild = tmp_path / "sub" / "grandchild.yaml"  # a list of bases, relative to the file
+    grandchild.parent.mkdir()
+    (tmp_path / "batch.yaml").write_text("SOLVER:\n  IMS_PER_BATCH: 2\n  MAX_ITER: 9\n")
+    grandchild.write_text(f"_BASE_: [../child.yaml, {tmp_path / 'batch.yaml'}]\n")
+    got = load_config(grandchild, device="cpu")
+    assert (got.SOLVER.MAX_ITER, got.SOLVER.IMS_PER_BATCH, got.NANOFORGE.SCALE_RANGE) == (9, 2, (0.6, 1.5))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("_BASE_: bad.yaml\n", "includes itself"),
+    ("_BASE_: https://example.org/base.yaml\n", "local YAML files"),
+    ("_BASE_: nowhere.yaml\n", r"not found: .*nowhere\.yaml \(the _BASE_ of .*bad\.yaml\)"),
+    ("VERSION: 1\n", "VERSION 1"),
+    ("- a list\n", r"bad\.yaml: a Detectron2 config must be a mapping"),
+], ids=["loop", "remote", "missing", "old-version", "not-a-mapping"])
+def test_detector_config_file_errors_name_the_file(tmp_path, text, message):
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(DetectorError, match=message):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_detector_weights_that_would_run_code_are_refused_and_nothing_runs(tmp_path):
+    """Also under a .pkl name, which Detectron2's own checkpointer would unpickle."""
+    marker = tmp_path / "MARKER"
+    cfg = load_config(DEFAULT_CONFIG, device="cpu")
+    for name, legacy in (("evil.pth", False), ("evil.pkl", True)):
+        with pytest.raises(DetectorError, match=rf"{name}: refused to load"):
+            ParticleDetector(cfg, malicious_checkpoint(tmp_path / name, marker, legacy))
+    assert not marker.exists()
 
 
 # ---------------------------------------------------------------------------------------
@@ -274,7 +331,7 @@ def test_training_writes_checkpoints_and_resumes(tiny_set, tmp_path):
         if f.name != "model_0000001.pth":
             f.unlink()
     (ckdir / "last_checkpoint").write_text("model_0000001.pth")
-    state = torch.load(ckdir / "model_0000001.pth", weights_only=False)
+    state = torch.load(ckdir / "model_0000001.pth", weights_only=True)
     assert state["iteration"] == 1
     s2 = train_detector([tiny_set], out, overrides=FAST, device="cpu", seed=1, threads=1)
     assert s2["fingerprint"] == s1["fingerprint"]
@@ -315,6 +372,79 @@ def test_training_writes_checkpoints_and_resumes(tiny_set, tmp_path):
     assert adaptive.adaptive_scale(tiny) == 3.0  # capped at ADAPTIVE_SCALE_MAX
     d = adaptive.predict(img)
     assert d.scale == 1.0 or d.scale >= 1.3
+
+
+@pytest.fixture(scope="module")
+def trained_once(tiny_set, tmp_path_factory):
+    """A finished 4-iteration training (checkpoints at iterations 1 and 3, and the final one)."""
+    out = tmp_path_factory.mktemp("trained") / "det"
+    summary = train_detector([tiny_set], out, overrides=FAST, device="cpu", seed=1, threads=1)
+    return out, summary["fingerprint"]
+
+
+def _copy_training(trained_once, tmp_path) -> tuple[Path, Path]:
+    out = tmp_path / "det"
+    shutil.copytree(trained_once[0], out)
+    ckdir = out / "checkpoints" / trained_once[1]
+    assert sorted(f.name for f in ckdir.glob("*.pth")) == ["model_0000001.pth", "model_0000003.pth",
+                                                           "model_final.pth"]
+    return out, ckdir
+
+
+def _metric_iterations(path: Path) -> list[int]:
+    return [r["iteration"] for r in read_metrics(path)]
+
+
+def test_resume_skips_unreadable_checkpoints(tiny_set, trained_once, tmp_path, caplog):
+    """A truncated final checkpoint and a malicious last one: training goes on from the newest
+    readable checkpoint, says which files it skipped and why, and runs no code."""
+    import logging
+
+    out, ckdir = _copy_training(trained_once, tmp_path)
+    final = ckdir / "model_final.pth"
+    final.write_bytes(final.read_bytes()[: final.stat().st_size // 3])  # a run killed while writing
+    marker = tmp_path / "MARKER"
+    malicious_checkpoint(ckdir / "model_0000003.pth", marker)
+    caplog.set_level(logging.INFO, logger="nanoforge.detector")
+    s = train_detector([tiny_set], out, overrides={**FAST, "SOLVER.MAX_ITER": 6}, device="cpu", seed=1, threads=1)
+    assert s["fingerprint"] == trained_once[1] and s["start_iter"] == 2  # from model_0000001.pth
+    assert not marker.exists()
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped checkpoint")]
+    assert any("model_final.pth" in m and "not a readable PyTorch checkpoint" in m for m in skipped), skipped
+    assert any("model_0000003.pth" in m and "refused to load" in m for m in skipped), skipped
+    assert (ckdir / "model_final.pth.unreadable").is_file() and (ckdir / "model_0000003.pth.unreadable").is_file()
+    assert torch.load(final, weights_only=True)["iteration"] == 5  # written anew
+    assert _metric_iterations(out / "metrics.json")[-1] == 5
+
+
+def test_metrics_stay_increasing_after_a_resume(tiny_set, trained_once, tmp_path):
+    """The metrics log is cut where a resumed run starts again."""
+    out, ckdir = _copy_training(trained_once, tmp_path)
+    # a run killed after its checkpoint at iteration 1, having logged iteration 3
+    (ckdir / "model_0000003.pth").unlink()
+    (ckdir / "model_final.pth").unlink()
+    (ckdir / "last_checkpoint").write_text("model_0000001.pth")
+    assert _metric_iterations(ckdir / "metrics.json") == [3]
+    with open(ckdir / "metrics.json", "a") as fh:
+        fh.write('{"iteration": 3, "total_loss"')  # killed while writing
+    s = train_detector([tiny_set], out, overrides=FAST, device="cpu", seed=1, threads=1)
+    assert s["start_iter"] == 2
+    assert _metric_iterations(out / "metrics.json") == [3]  # logged once, by the resumed run
+
+
+def test_checkpoints_are_pruned_across_resumes(tiny_set, trained_once, tmp_path):
+    """The last CHECKPOINTS_TO_KEEP (2) and the final one remain, whichever run wrote them."""
+    out, ckdir = _copy_training(trained_once, tmp_path)
+    s = train_detector([tiny_set], out, overrides={**FAST, "SOLVER.MAX_ITER": 8}, device="cpu", seed=1, threads=1)
+    assert s["start_iter"] == 4
+    assert sorted(f.name for f in ckdir.iterdir() if f.suffix == ".pth") == [
+        "model_0000005.pth", "model_0000007.pth", "model_final.pth"]
+    assert _metric_iterations(out / "metrics.json") == [3, 7]
+    # a folder filled by an older version is pruned when training resumes from it
+    for it in (0, 2, 4):
+        shutil.copyfile(ckdir / "model_0000005.pth", ckdir / f"model_{it:07d}.pth")
+    train_detector([tiny_set], out, overrides={**FAST, "SOLVER.MAX_ITER": 8}, device="cpu", seed=1, threads=1)
+    assert sorted(f.name for f in ckdir.glob("*.pth")) == ["model_0000005.pth", "model_0000007.pth", "model_final.pth"]
 
 
 def test_training_set_errors(tiny_set, tmp_path):

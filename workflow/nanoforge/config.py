@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
+
+from nanoforge.safe_io import SafeLoadError, load_yaml_safely
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
@@ -17,8 +18,7 @@ class ConfigError(ValueError):
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
+    return load_yaml_safely(path)
 
 
 def _fill_defaults(schema: dict, instance: Any) -> None:
@@ -82,12 +82,11 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
 
 def load_config(path: str | Path) -> dict:
     try:
-        with open(path) as fh:
-            raw = yaml.safe_load(fh)
+        raw = load_yaml_safely(path)
     except FileNotFoundError as exc:
         raise ConfigError(f"config file not found: {path}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    except SafeLoadError as exc:
+        raise ConfigError(f"config file {exc}") from exc
     return validate_config(raw)
 
 

@@ -26,7 +26,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-import yaml
+
+from nanoforge.safe_io import load_yaml_safely
 
 from nanoforge.text import csv_cell
 
@@ -43,8 +44,7 @@ def load_table_schema(name_or_path: str | Path) -> dict:
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml", ".json"):
         path = SCHEMA_DIR / f"{name_or_path}.schema.yaml"
-    with open(path) as fh:
-        schema = yaml.safe_load(fh)
+    schema = load_yaml_safely(path)
     schema.setdefault("title", path.name)
     return schema
 

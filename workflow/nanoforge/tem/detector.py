@@ -21,11 +21,18 @@ rescale in ``NANOFORGE.SCALE_RANGE`` (log-uniform), with flips, 90-degree rotati
 brightness/contrast/gamma jitter.
 
 Training behaviour is added through hooks of Detectron2's ``DefaultTrainer`` (checkpointing
-every ``SOLVER.CHECKPOINT_PERIOD`` iterations, keeping the last few; a JSON metrics log).
+every ``SOLVER.CHECKPOINT_PERIOD`` iterations, keeping the last ``CHECKPOINTS_TO_KEEP`` and
+the final one, over all runs that wrote into the folder; a JSON metrics log).
 Checkpoints live in ``<output_dir>/checkpoints/<fingerprint>/``, where the fingerprint
 hashes the config (all but the iteration count) and the training images: a killed run with
-the same config resumes from its last checkpoint, a raised ``SOLVER.MAX_ITER`` continues
-from it, a lowered one trains afresh; any other change starts afresh in a new folder.
+the same config resumes from its newest readable checkpoint (a truncated or unsafe one is
+moved aside to ``*.unreadable`` and logged), a raised ``SOLVER.MAX_ITER`` continues from it,
+a lowered one trains afresh; any other change starts afresh in a new folder. The metrics
+log is cut at the resumed iteration, so its iterations keep increasing.
+
+Config files and checkpoints are read without running code from them
+(:mod:`nanoforge.safe_io`: safe YAML, ``torch.load(weights_only=True)``), also inside
+Detectron2's checkpointer.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -46,6 +54,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from nanoforge.safe_io import SafeLoadError, UnreadableFileError, load_torch_state, load_yaml_safely
 from nanoforge.tem import coco
 
 LOG = logging.getLogger("nanoforge.detector")
@@ -115,6 +124,50 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def read_config_file(path: str | Path, _chain: tuple = ()) -> dict:
+    """A Detectron2 YAML config file as a dict, with its ``_BASE_`` file(s) merged underneath
+    (paths relative to the file; a list is merged in order), as Detectron2 reads it but
+    through :func:`nanoforge.safe_io.load_yaml_safely`: a Python tag is refused
+    (:class:`DetectorError` naming the file), never executed."""
+    path = Path(path).expanduser()
+    if path.resolve() in _chain:
+        raise DetectorError(f"{path}: _BASE_ includes itself ({' -> '.join(str(p) for p in _chain)})")
+    if not path.is_file():
+        raise DetectorError(f"detector config file not found: {path}"
+                            + (f" (the _BASE_ of {_chain[-1]})" if _chain else ""))
+    try:
+        data = load_yaml_safely(path)
+    except SafeLoadError as exc:
+        raise DetectorError(str(exc)) from exc
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise DetectorError(f"{path}: a Detectron2 config must be a mapping, found {type(data).__name__}")
+    bases = data.pop("_BASE_", None)
+    if bases is None:
+        return data
+    merged: dict = {}
+    for base in [bases] if isinstance(bases, str) else list(bases):
+        if not isinstance(base, str) or base.startswith(("http://", "https://")):
+            raise DetectorError(f"{path}: _BASE_ must name local YAML files, found {base!r}")
+        base_path = Path(base).expanduser()
+        if not base_path.is_absolute():
+            base_path = path.parent / base_path
+        _merge_into(read_config_file(base_path, _chain + (path.resolve(),)), merged, path)
+    _merge_into(data, merged, path)
+    return merged
+
+
+def _merge_into(a: dict, b: dict, path: Path) -> None:
+    """Merge mapping ``a`` into ``b`` in place (values of ``a`` win; sub-mappings merge)."""
+    for key, value in a.items():
+        if isinstance(value, dict) and key in b:
+            if not isinstance(b[key], dict):
+                raise DetectorError(f"{path}: cannot merge the mapping {key} into its _BASE_'s non-mapping value")
+            _merge_into(value, b[key], path)
+        else:
+            b[key] = value
+
+
 def load_config(
     config_file: str | Path = DEFAULT_CONFIG,
     overrides: dict | None = None,
@@ -127,12 +180,15 @@ def load_config(
     from detectron2.config import get_cfg
 
     config_file = Path(config_file)
-    if not config_file.is_file():
-        raise DetectorError(f"detector config file not found: {config_file}")
     cfg = get_cfg()
     add_nanoforge_config(cfg)
+    loaded = type(cfg)(read_config_file(config_file))
+    version = loaded.get("VERSION", cfg.VERSION)
+    if version != cfg.VERSION:
+        raise DetectorError(f"{config_file}: Detectron2 config VERSION {version}; this detector reads "
+                            f"VERSION {cfg.VERSION} files")
     try:
-        cfg.merge_from_file(str(config_file))
+        cfg.merge_from_other_cfg(loaded)
     except (KeyError, AssertionError, ValueError) as exc:
         raise DetectorError(f"{config_file}: invalid Detectron2 config: {exc}") from exc
     if overrides:
@@ -394,14 +450,122 @@ class ParticleMapper:
 # ---------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1)
+def _checkpointer_class():
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    class SafeCheckpointer(DetectionCheckpointer):
+        """Detectron2's checkpointer reading every file with
+        :func:`nanoforge.safe_io.load_torch_state` (``weights_only=True``, whatever the file
+        name: Detectron2 itself would unpickle a ``.pkl``)."""
+
+        def _load_file(self, filename):
+            try:
+                data = load_torch_state(filename)
+            except (SafeLoadError, FileNotFoundError) as exc:
+                raise DetectorError(str(exc)) from exc
+            return data if "model" in data else {"model": data}
+
+    return SafeCheckpointer
+
+
+CHECKPOINT_NAME = re.compile(r"model_(\d{7})\.pth")
+
+
+def _periodic_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    """``(iteration, file)`` of the periodic checkpoints ``model_NNNNNNN.pth`` in ``ckpt_dir``,
+    oldest first (``model_final.pth`` is not among them)."""
+    found = [(int(m.group(1)), f) for f in ckpt_dir.glob("model_*.pth") if (m := CHECKPOINT_NAME.fullmatch(f.name))]
+    return sorted(found)
+
+
+def prune_checkpoints(ckpt_dir: str | Path, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` latest periodic checkpoints of ``ckpt_dir`` (by iteration,
+    whichever run wrote them); ``model_final.pth`` is always kept. Returns the deleted files."""
+    periodic = _periodic_checkpoints(Path(ckpt_dir))
+    doomed = [f for _, f in periodic[: max(0, len(periodic) - max(1, int(keep)))]]
+    for f in doomed:
+        f.unlink(missing_ok=True)
+        LOG.info("deleted old checkpoint %s (keeping the last %d and the final one)", f, keep)
+    return doomed
+
+
+def _readable_iteration(path: Path) -> int | None:
+    """The iteration stored in checkpoint ``path``, or None when it cannot be read safely: the
+    file is then moved aside to ``<name>.unreadable`` and the reason logged."""
+    try:
+        iteration = load_torch_state(path).get("iteration")
+        if not isinstance(iteration, int) or iteration < 0:
+            raise UnreadableFileError(f"{path}: no training iteration stored in it (not a training checkpoint)")
+        return iteration
+    except SafeLoadError as exc:
+        aside = path.with_name(path.name + ".unreadable")
+        path.replace(aside)
+        LOG.warning("skipped checkpoint %s (moved aside to %s): %s", path, aside.name, exc)
+        return None
+
+
+def newest_readable_checkpoint(ckpt_dir: str | Path) -> tuple[Path, int] | None:
+    """The newest checkpoint of ``ckpt_dir`` that can be read (``(file, iteration)``), or None.
+    ``model_final.pth`` holds its iteration inside; a periodic checkpoint newer than it is
+    preferred. Files that cannot be read safely are skipped, moved aside and logged
+    (:func:`_readable_iteration`), so a corrupt last checkpoint never blocks training."""
+    ckpt_dir = Path(ckpt_dir)
+    final = ckpt_dir / "model_final.pth"
+    final_iter = _readable_iteration(final) if final.is_file() else None
+    for it, f in reversed(_periodic_checkpoints(ckpt_dir)):
+        if final_iter is not None and it <= final_iter:
+            break
+        stored = _readable_iteration(f)
+        if stored is not None:
+            return f, stored
+    return (final, final_iter) if final_iter is not None else None
+
+
+def truncate_metrics(path: Path, start_iter: int) -> None:
+    """Keep the lines of the JSON-lines metrics log ``path`` logged before ``start_iter`` (a
+    resumed run logs the later iterations again), so that iterations stay increasing;
+    unparseable lines (a run killed while writing) are dropped."""
+    if not path.is_file():
+        return
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+            ok = int(row["iteration"]) < start_iter
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if ok:
+            kept.append(line)
+        else:
+            dropped += bool(line.strip())
+    if dropped:
+        LOG.info("%s: dropped %d line(s) logged at or after iteration %d (or unreadable)", path, dropped, start_iter)
+        path.write_text("".join(line + "\n" for line in kept))
+
+
 def _trainer_class():
     from detectron2.engine import DefaultTrainer, hooks
     from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
     from detectron2.data.samplers import TrainingSampler
     from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 
+    class PruningCheckpointer(hooks.PeriodicCheckpointer):
+        """Periodic checkpoints; after each, only the last ``keep`` (over all runs that wrote
+        into the folder, resumed ones included) and the final one remain."""
+
+        def __init__(self, checkpointer, period: int, keep: int):
+            super().__init__(checkpointer, period)
+            self.keep = int(keep)
+
+        def step(self, iteration: int, **kwargs) -> None:
+            super().step(iteration, **kwargs)
+            if (int(iteration) + 1) % self.period == 0:
+                prune_checkpoints(self.checkpointer.save_dir, self.keep)
+
     class DetectorTrainer(DefaultTrainer):
-        """DefaultTrainer with nanoforge's data mapping, writers and checkpoint policy."""
+        """DefaultTrainer with nanoforge's data mapping, writers, safe checkpoint loading and
+        checkpoint policy."""
 
         @classmethod
         def build_train_loader(cls, cfg):
@@ -420,13 +584,15 @@ def _trainer_class():
                     JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
 
         def build_hooks(self):
+            # DefaultTrainer.__init__ made a DetectionCheckpointer just before calling this:
+            # the same checkpointables, read safely (resume_or_load uses self.checkpointer).
+            old = self.checkpointer
+            self.checkpointer = _checkpointer_class()(old.model, old.save_dir, **old.checkpointables)
             out = []
             for h in super().build_hooks():
                 if isinstance(h, hooks.PeriodicCheckpointer):
-                    h = hooks.PeriodicCheckpointer(
-                        self.checkpointer, self.cfg.SOLVER.CHECKPOINT_PERIOD,
-                        max_to_keep=int(self.cfg.NANOFORGE.CHECKPOINTS_TO_KEEP),
-                    )
+                    h = PruningCheckpointer(self.checkpointer, self.cfg.SOLVER.CHECKPOINT_PERIOD,
+                                            keep=int(self.cfg.NANOFORGE.CHECKPOINTS_TO_KEEP))
                 elif isinstance(h, hooks.EvalHook):
                     continue  # evaluation is its own workflow step
                 out.append(h)
@@ -456,21 +622,6 @@ def fingerprint(cfg, sets: Sequence[TrainSet]) -> str:
     return h.hexdigest()[:16]
 
 
-def _last_iteration(ckpt_dir: Path) -> int:
-    """Iteration of the last checkpoint in ``ckpt_dir`` (-1: none)."""
-    last = ckpt_dir / "last_checkpoint"
-    if not last.is_file():
-        return -1
-    name = last.read_text().strip()
-    if name == "model_final.pth":
-        state = torch.load(ckpt_dir / name, map_location="cpu", weights_only=False)
-        return int(state.get("iteration", -1))
-    try:
-        return int(Path(name).stem.split("_")[-1])
-    except ValueError:
-        return -1
-
-
 def train_detector(
     train_sets: Sequence[TrainSet],
     output_dir: str | Path,
@@ -484,7 +635,9 @@ def train_detector(
     """Train the detector; returns a summary dict. Writes into ``output_dir``:
     ``model_final.pth`` (weights only), ``config.yaml`` (the full Detectron2 config to rebuild
     the model), ``metrics.json`` (one JSON line per logged iteration) and, while training,
-    ``checkpoints/<fingerprint>/`` (resumable state: the last ``CHECKPOINTS_TO_KEEP`` checkpoints and the final one)."""
+    ``checkpoints/<fingerprint>/`` (resumable state: the last ``CHECKPOINTS_TO_KEEP`` checkpoints and the final one).
+    With ``resume``, training continues from the newest readable checkpoint there
+    (:func:`newest_readable_checkpoint`); without, that folder is emptied first."""
     _d2()
     from detectron2.utils.env import seed_all_rng
     from detectron2.utils.logger import setup_logger
@@ -511,19 +664,27 @@ def train_detector(
     cfg.OUTPUT_DIR = str(ckpt_dir)
     cfg.freeze()
 
-    last = _last_iteration(ckpt_dir) if resume else -1
-    if last >= cfg.SOLVER.MAX_ITER:
+    found = newest_readable_checkpoint(ckpt_dir) if resume else None
+    if found is not None and found[1] >= cfg.SOLVER.MAX_ITER:
         LOG.info("%s holds a longer training (%d iterations) than asked (%d): training afresh",
-                 ckpt_dir, last + 1, cfg.SOLVER.MAX_ITER)
+                 ckpt_dir, found[1] + 1, cfg.SOLVER.MAX_ITER)
+        found = None
+    if found is None:  # training afresh: nothing of an earlier run is kept but unreadable files
         for f in ckpt_dir.iterdir():
-            f.unlink()
+            if not f.name.endswith(".unreadable"):
+                f.unlink()
+    else:  # resume from the newest readable checkpoint, whatever last_checkpoint says
+        (ckpt_dir / "last_checkpoint").write_text(found[0].name)
+        prune_checkpoints(ckpt_dir, int(cfg.NANOFORGE.CHECKPOINTS_TO_KEEP))
     trainer = _trainer_class()(cfg)
-    trainer.resume_or_load(resume=resume)
+    trainer.resume_or_load(resume=found is not None)
     start_iter = trainer.start_iter
+    # The metrics writer appends (O_APPEND) and has written nothing yet: cut the log in place.
+    truncate_metrics(ckpt_dir / "metrics.json", start_iter)
     # Seed after resuming so that a resumed run draws fresh (but reproducible) augmentations.
     seed_all_rng(int(cfg.SEED) + start_iter)
     if start_iter:
-        LOG.info("resuming from %s at iteration %d", ckpt_dir, start_iter)
+        LOG.info("resuming from %s at iteration %d", found[0], start_iter)
     t0 = time.time()
     if start_iter < cfg.SOLVER.MAX_ITER:
         trainer.train()
@@ -586,7 +747,6 @@ class ParticleDetector:
 
     def __init__(self, cfg, weights: str | Path | None = None):
         _d2()
-        from detectron2.checkpoint import DetectionCheckpointer
         from detectron2.modeling import build_model
 
         self.cfg = cfg
@@ -596,7 +756,7 @@ class ParticleDetector:
             weights = Path(weights)
             if not weights.is_file():
                 raise DetectorError(f"detector weights not found: {weights}")
-            DetectionCheckpointer(self.model).load(str(weights))
+            _checkpointer_class()(self.model).load(str(weights))
         self.percentiles = tuple(float(p) for p in cfg.NANOFORGE.NORMALIZE_PERCENTILES)
 
     @classmethod
