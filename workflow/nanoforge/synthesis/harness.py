@@ -28,6 +28,7 @@ from nanoforge.synthesis import metrics as M
 from nanoforge.synthesis import models as models_mod
 from nanoforge.synthesis.protocols import ProtocolSettings, inner_split, make_splits
 from nanoforge.synthesis.runs import HarnessError, run_config, run_spec  # noqa: F401
+from nanoforge.vocabulary import SHAPE_CLASSES, from_paper_code, paper_code
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,16 @@ def design_matrix(design: pl.DataFrame, names: list[str]) -> np.ndarray:
     return frame.select(names).to_numpy().astype(float)
 
 
+def shape_codes(shapes: pl.Series) -> np.ndarray:
+    """Shape classes -> the paper's ``Y3`` codes, which the classifiers fit, so that a model's
+    class order is the paper's whatever the spelling of the classes."""
+    unknown = sorted(set(shapes.drop_nulls().unique().to_list()) - set(SHAPE_CLASSES))
+    if unknown or shapes.null_count():
+        raise HarnessError(f"feature table column shape: {unknown or 'null'} not shape classes of "
+                           f"nanoforge.vocabulary ({', '.join(SHAPE_CLASSES)})")
+    return np.array([paper_code(s) for s in shapes.to_list()], dtype=np.int64)
+
+
 def _score(task: str, y_true, y_pred) -> float:
     """Lower is better: MAE for size, 1 - accuracy for shape."""
     if task == "size":
@@ -65,10 +76,11 @@ def _score(task: str, y_true, y_pred) -> float:
     return float(1.0 - np.mean(np.asarray(y_pred, dtype=object) == np.asarray(y_true, dtype=object)))
 
 
-def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, seed: int = 0,
-                 threads: int = 1, fold_table: dict | None = None,
-                 make_pipeline=None) -> RunResult:
-    """Evaluate ``run`` under ``protocol`` on the feature table ``design``.
+def cross_validate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, seed: int = 0,
+                       threads: int = 1, fold_table: dict | None = None,
+                       make_pipeline=None) -> RunResult:
+    """Cross-validate ``run`` under ``protocol`` on the feature table ``design``: out-of-fold
+    predictions and per-split metrics (see the module docstring).
 
     ``cfg`` is the ``synthesis`` section of the config. ``make_pipeline(params, names)`` may
     replace the model factory (tests use it to record what each fit sees).
@@ -87,8 +99,7 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
         raise HarnessError(f"run {run['name']}: feature set {run['features']!r} is not in synthesis.feature_sets")
     names = feature_names(design, cfg["feature_sets"][run["features"]], with_size)
     X = design_matrix(design, names)
-    target = "size_nm" if task == "size" else "shape"
-    y = design[target].to_numpy()
+    y = design["size_nm"].to_numpy() if task == "size" else shape_codes(design["shape"])
     families = design["family"].to_numpy()
     settings = ProtocolSettings.from_config(cfg, task, fold_table)
     cands = models_mod.candidates(model_cfg)
@@ -160,8 +171,8 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
             block = block.with_columns(pl.Series("size_true_nm", y[sp.val].astype(float)),
                                        pl.Series("size_pred_nm", pred.astype(float)))
         else:
-            block = block.with_columns(pl.Series("shape_true", y[sp.val].astype(str)),
-                                       pl.Series("shape_pred", pred.astype(str)))
+            block = block.with_columns(pl.Series("shape_true", [from_paper_code(c) for c in y[sp.val]], pl.String),
+                                       pl.Series("shape_pred", [from_paper_code(c) for c in pred], pl.String))
         pred_rows.append(block)
     per_fold = pl.DataFrame(fold_rows)
     table = M.summarize(per_fold, task).with_columns(
