@@ -29,6 +29,7 @@ from nanoforge.synthesis.protocols import (
     paper_folds,
     solid_mask,
 )
+from nanoforge.vocabulary import paper_code
 
 # --- metrics ----------------------------------------------------------------------------
 
@@ -286,6 +287,32 @@ def test_harness_errors_name_the_key():
     cfg["feature_sets"]["u"] = ["uni"]
     with pytest.raises(HarnessError, match="not in the feature table"):
         cross_validate_run(design, cfg, {"name": "r", "task": "size", "model": "rec", "features": "u"}, "P")
+
+
+def test_shape_classes_are_fitted_as_the_papers_codes():
+    """Models see the paper's Y3 codes (class order of shapes_list.txt, whatever the
+    spelling); predictions and metrics name the classes as the vocabulary spells them."""
+    design = _synthetic_design()
+    cfg = _cfg({})
+    run = {"name": "r", "task": "shape", "model": "rec", "features": "t"}
+    seen = []
+
+    class Clf(_Clf):
+        def fit(self, X, y, sample_weight=None):
+            seen.append(np.asarray(y))
+            return super().fit(X, y, sample_weight)
+
+    res = cross_validate_run(design, cfg, run, "P", make_pipeline=lambda p, names: Pipeline(
+        [("filter", RecordingFilter(names, min_count=1)), ("model", Clf("shape"))]))
+    assert all(y.dtype == np.int64 for y in seen)
+    assert set(np.concatenate(seen).tolist()) == {paper_code("sphere"), paper_code("cube"), paper_code("rod")}
+    assert set(res.predictions["shape_true"]) == {"sphere", "cube", "rod"}
+    assert set(res.predictions["shape_pred"]) <= {"sphere", "cube", "rod"}
+    assert paper_code("irregular") == 0 and paper_code("triangle") == 10  # shapes_list.txt's first and last
+    bad = design.with_columns(pl.when(pl.col("recipe_id") == "t:3").then(pl.lit("Irregular shape"))
+                              .otherwise(pl.col("shape")).alias("shape"))
+    with pytest.raises(HarnessError, match=r"column shape: \['Irregular shape'\] not shape classes"):
+        cross_validate_run(bad, cfg, run, "P")
 
 
 # --- models and comparison --------------------------------------------------------------

@@ -151,6 +151,8 @@ def cross_validate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str
         pipe = factory(chosen)
         pipe.fit(X[train], y[train], **models_mod.fit_params(chosen, families[train], sizes[train], kind))
         pred = pipe.predict(X[sp.val])
+        if task == "shape":
+            pred = np.asarray(pred, dtype=np.int64)
         if task == "size":
             m = M.size_metrics(y[sp.val].astype(float), pred.astype(float))
         else:
