@@ -177,6 +177,11 @@ def test_an_optional_column_is_one_line_in_the_schema(tmp_path):
     assert tables.frame(rows, schema)["scale_bar_nm"].to_list() == [200.0]
     with pytest.raises(tables.TableSchemaError, match="scale_bar_nm: 1 value"):
         tables.write_table(images.with_columns(pl.lit(-5.0).alias("scale_bar_nm")), tmp_path / "x.parquet", schema)
+    # an optional column in the middle goes to its place; columns out of order stay an error
+    schema["properties"] = {"scale_bar_nm": schema["properties"].pop("scale_bar_nm"), **schema["properties"]}
+    assert pl.read_parquet(tables.write_table(images, tmp_path / "images.parquet", schema)).columns[0] == "scale_bar_nm"
+    with pytest.raises(tables.TableSchemaError, match="columns differ"):
+        tables.write_table(images.select(images.columns[::-1]), tmp_path / "x.parquet", schema)
     schema["properties"]["scale_bar_nm"]["type"] = "number"  # an optional column must allow null
     with pytest.raises(ValueError, match=r"optional column\(s\) \['scale_bar_nm'\] must allow null"):
         tables.write_table(images, tmp_path / "x.parquet", schema)

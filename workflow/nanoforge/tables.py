@@ -101,9 +101,12 @@ def optional_columns(schema: dict) -> list[str]:
 
 
 def with_optional_columns(df: pl.DataFrame, schema: dict) -> pl.DataFrame:
-    """``df`` with every optional column it lacks added as nulls, at its place in the schema."""
+    """``df`` with every optional column it lacks added as nulls, at its place in the schema.
+    A frame whose columns are out of the schema's order is returned as it is (for
+    :func:`validate_table` to report)."""
     missing = [c for c in optional_columns(schema) if c not in df.columns]
-    if not missing:
+    present = [c for c in df.columns if c in schema["properties"]]
+    if not missing or present != [c for c in schema["properties"] if c in present]:
         return df
     dtypes = polars_schema(schema)
     df = df.with_columns([pl.lit(None, dtype=dtypes[c]).alias(c) for c in missing])

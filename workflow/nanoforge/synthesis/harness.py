@@ -11,6 +11,10 @@ A run of config ``synthesis.runs``: ``name``, ``task`` (size or shape), ``model`
 ``synthesis.models``), ``features`` (a key of ``synthesis.feature_sets``: the blocks of the
 feature table it uses), ``with_size`` (shape: the measured size as an input, as the paper's
 classifier has it) and ``protocols``.
+
+Shape classes (:mod:`nanoforge.vocabulary`) are fitted as the paper's ``Y3`` codes
+(:func:`shape_codes`), so a classifier's class order is that of the paper's shapes list;
+the predictions table names the classes.
 """
 
 from __future__ import annotations
@@ -151,11 +155,10 @@ def cross_validate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str
         pipe = factory(chosen)
         pipe.fit(X[train], y[train], **models_mod.fit_params(chosen, families[train], sizes[train], kind))
         pred = pipe.predict(X[sp.val])
-        if task == "shape":
-            pred = np.asarray(pred, dtype=np.int64)
         if task == "size":
             m = M.size_metrics(y[sp.val].astype(float), pred.astype(float))
         else:
+            pred = np.asarray(pred, dtype=np.int64)  # Y3 codes, as fitted
             m = M.shape_metrics(y[sp.val], pred)
         fold_rows.append({
             "fold": sp.name, "n_train": int(train.size), "n_val": int(sp.val.size), **m,
