@@ -395,7 +395,7 @@ def test_shape_index_and_list(tmp_path):
         read_shapes_list(p)
 
 
-def test_a_shorter_shapes_list_limits_the_classes(lib, tmp_path):
+def test_a_shorter_shapes_list_limits_the_classes():
     """Text naming a class that the shapes list does not hold is unknown_shape, as before."""
     m = ShapeMapper(["sphere", "cube"])
     assert m.from_text("spheres") == "sphere" and m.from_text("rod") is None
