@@ -11,7 +11,7 @@ import openpyxl
 import polars as pl
 import pytest
 
-from nanoforge import tables
+from nanoforge import tables, vocabulary
 from nanoforge.abbreviations import AbbreviationError, ChemicalDictionary, strip_hydrate
 from nanoforge.recipes import (
     RECIPES_SCHEMA,
@@ -449,9 +449,9 @@ def test_abbreviation_workbook_errors(tmp_path):
 
 @pytest.mark.parametrize("text,expected", [
     ("sphere", "sphere"), (" Spherical ", "sphere"), ("CUBE", "cube"), ("nanorods", "rod"),
-    ("four pointed star", "four-pointed star"), ("Six-Pointed  Star", "six-pointed star"),
-    ("irregular", "Irregular shape"), ("hexagonal", "hexagon"), ("flower-like", "flower shape"),
-    ("star", None), ("blob", None), ("", None),
+    ("four pointed star", "four_pointed_star"), ("Six-Pointed  Star", "six_pointed_star"),
+    ("irregular", "irregular"), ("Irregular shape", "irregular"), ("hexagonal", "hexagon"),
+    ("flower-like", "flower"), ("star", None), ("blob", None), ("", None),
 ])
 def test_shape_text(text, expected):
     assert ShapeMapper(SHAPES).from_text(text) == expected
@@ -459,12 +459,24 @@ def test_shape_text(text, expected):
 
 def test_shape_index_and_list(tmp_path):
     m = ShapeMapper(SHAPES)
-    assert m.from_index(0) == "Irregular shape" and m.from_index(10.0) == "triangle"
+    assert m.from_index(0) == "irregular" and m.from_index(10.0) == "triangle"
     assert m.from_index(11) is None and m.from_index(-1) is None and m.from_index(1.5) is None
     p = tmp_path / "s.txt"
-    p.write_text("cube\nsphere\ncube\n")
+    p.write_text("\n".join(SHAPES))
+    assert read_shapes_list(p) == ["irregular", "cube", "flower", "four_pointed_star", "hexagon", "rectangle",
+                                   "rhombus", "rod", "six_pointed_star", "sphere", "triangle"]
+    p.write_text("cube\nsphere\ncubes\n")
     with pytest.raises(RecipeFormatError, match="listed twice: cube"):
         read_shapes_list(p)
+    p.write_text("cube\n\npentagon\n")
+    with pytest.raises(RecipeFormatError, match=r"s.txt line 3: 'pentagon' is not a shape class; known shapes: sphere"):
+        read_shapes_list(p)
+
+
+def test_a_shorter_shapes_list_limits_the_classes():
+    """Text naming a class that the shapes list does not hold is unknown_shape, as before."""
+    m = ShapeMapper(["sphere", "cube"])
+    assert m.from_text("spheres") == "sphere" and m.from_text("rod") is None
 
 
 @pytest.mark.parametrize("value,expected", [
@@ -581,7 +593,9 @@ def test_real_csv_keeps_paper_ids_and_shapes(real, shared_data):
     with open(shared_data / "recipes" / "recipes_processed.csv", newline="") as fh:
         y3 = {r["ID"]: int(r["Y3"]) for r in csv.DictReader(fh)}
     shapes = (shared_data / "recipes" / "shapes_list.txt").read_text().splitlines()
-    assert all(s == shapes[y3[i]] for i, s in zip(c["source_id"], c["shape"]))
+    # the paper's spelling ("Irregular shape") becomes the vocabulary's ("irregular")
+    assert all(s == vocabulary.shape_class(shapes[y3[i]]) for i, s in zip(c["source_id"], c["shape"]))
+    assert set(c["shape"]) == set(vocabulary.SHAPE_CLASSES)
     folds = pl.read_csv(shared_data / "recipes" / "paper_folds.csv")
     fold_ids = folds.filter(pl.col("fold") >= 0)["ID"].cast(pl.String)
     assert fold_ids.len() == 617 and fold_ids.is_in(c["source_id"].implode()).all()

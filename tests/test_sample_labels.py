@@ -9,6 +9,8 @@ import pytest
 
 from nanoforge import tables
 from nanoforge.shapes import labels as L
+from nanoforge.tables import TableSchemaError
+from nanoforge.vocabulary import SHAPE_CLASSES
 
 
 def _write(df: pl.DataFrame, path):
@@ -156,11 +158,17 @@ def test_merge_precedence(inputs):
         L.merge_labels(recipes, per_recipe, "both")
 
 
-def test_tem_shape_uses_dataset_spelling(inputs):
+def test_tem_and_literature_shapes_share_one_spelling(inputs):
     per = pl.DataFrame({"recipe_id": ["src:3"], "usable": [True], "size_nm": [5.0], "size_spread_pct": [1.0],
                         "shape": ["four_pointed_star"], "n_particles": [40], "sample_ids": [["src:3"]]})
     merged = L.merge_labels(pl.read_parquet(inputs["recipes"]), per, "tem")
-    assert merged.filter(pl.col("recipe_id") == "src:3")["shape"].to_list() == ["four-pointed star"]
+    row = merged.filter(pl.col("recipe_id") == "src:3").row(0, named=True)
+    assert row["shape"] == row["tem_shape"] == "four_pointed_star"
+    assert set(merged["literature_shape"]) <= set(SHAPE_CLASSES)
+    bad = per.with_columns(pl.lit("four-pointed star").alias("shape"))  # a spelling is no class
+    with pytest.raises(TableSchemaError, match="tem_shape: 1 value"):
+        tables.validate_table(L.merge_labels(pl.read_parquet(inputs["recipes"]), bad, "tem"),
+                              L.recipes_labelled_schema())
 
 
 def test_image_without_sample_is_an_error(inputs):

@@ -13,6 +13,7 @@ from nanoforge.shapes import cluster as C
 from nanoforge.shapes import naming as N
 from nanoforge.shapes.descriptors import describe_masks
 from nanoforge.shapes.synthetic import particle_specs, render_specs
+from nanoforge.vocabulary import NOISE_NAME, UNMEASURED_NAME
 
 CLASSES = ["sphere", "cube", "rod", "triangle", "hexagon"]
 
@@ -113,8 +114,8 @@ def test_noise_and_unmeasured_particles_are_kept(particles, classifier):
     assert (table.filter(noise)["cluster_probability"] == 0).all()
     mapping = N.name_clusters(table, data, classifier)
     shapes = N.particle_shapes(table, mapping)
-    assert (shapes.filter(noise)["shape"] == N.NOISE_NAME).all()
-    assert shapes.tail(2)["shape"].to_list() == [N.UNMEASURED_NAME] * 2
+    assert (shapes.filter(noise)["shape"] == NOISE_NAME).all()
+    assert shapes.tail(2)["shape"].to_list() == [UNMEASURED_NAME] * 2
 
 
 def test_too_few_particles_are_all_noise(particles):
@@ -137,7 +138,7 @@ def test_naming_accuracy_on_known_shapes(particles, classifier):
     shapes = N.particle_shapes(table, mapping)
     acc = N.naming_accuracy(truth, shapes["shape"].to_numpy(), CLASSES)
     assert all(a >= 0.9 for a in acc.values()), acc
-    assert mapping.filter(pl.col("cluster_id") == C.NOISE)["shape"].to_list() == [N.NOISE_NAME]
+    assert mapping.filter(pl.col("cluster_id") == C.NOISE)["shape"].to_list() == [NOISE_NAME]
     named = mapping.filter(pl.col("cluster_id") >= 0)
     assert (named["source"] == "classifier").all() and (named["n_votes"] > 0).all()
     assert named["share"].min() > 0.5

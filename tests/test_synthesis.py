@@ -19,7 +19,7 @@ from nanoforge.config import load_config
 from nanoforge.features.recipe import RecipeFeaturizer
 from nanoforge.features.select import FeatureFilter
 from nanoforge.synthesis import compare, metrics, models
-from nanoforge.synthesis.evaluate import HarnessError, evaluate_run
+from nanoforge.synthesis.harness import HarnessError, cross_validate_run
 from nanoforge.synthesis.protocols import (
     ProtocolError,
     ProtocolSettings,
@@ -29,6 +29,7 @@ from nanoforge.synthesis.protocols import (
     paper_folds,
     solid_mask,
 )
+from nanoforge.vocabulary import paper_code
 
 # --- metrics ----------------------------------------------------------------------------
 
@@ -242,7 +243,7 @@ def test_no_validation_row_in_any_fit(protocol, task):
         return Pipeline([("filter", RecordingFilter(names, min_count=1)), ("model", est)])
 
     FITS.clear()
-    result = evaluate_run(design, cfg, run, protocol, make_pipeline=make)
+    result = cross_validate_run(design, cfg, run, protocol, make_pipeline=make)
     settings = ProtocolSettings.from_config(cfg, task)
     splits = make_splits(design, protocol, settings)
     per_split = 2 * (3 + 1)  # filter + model, for 3 candidates on the inner split and 1 refit
@@ -268,7 +269,7 @@ def test_real_pipeline_fits_filter_on_training_rows_only():
     cfg = _cfg({})
     cfg["models"] = {"et": {"params": {"n_estimators": 5, "log_target": True}, "grid": {"max_features": [0.5, 1.0]}}}
     run = {"name": "r", "task": "size", "model": "et", "features": "t"}
-    res = evaluate_run(design, cfg, run, "P")
+    res = cross_validate_run(design, cfg, run, "P")
     mean = res.metrics.filter(pl.col("fold") == "mean").row(0, named=True)
     assert mean["mae_nm"] > 0 and np.isfinite(mean["r2"])
     assert (res.predictions["size_pred_nm"] > 0).all()  # exp of a log-target model
@@ -280,12 +281,38 @@ def test_harness_errors_name_the_key():
     design = _synthetic_design()
     cfg = _cfg({})
     with pytest.raises(HarnessError, match="model 'nope'"):
-        evaluate_run(design, cfg, {"name": "r", "task": "size", "model": "nope", "features": "t"}, "P")
+        cross_validate_run(design, cfg, {"name": "r", "task": "size", "model": "nope", "features": "t"}, "P")
     with pytest.raises(HarnessError, match="feature set 'zz'"):
-        evaluate_run(design, cfg, {"name": "r", "task": "size", "model": "rec", "features": "zz"}, "P")
+        cross_validate_run(design, cfg, {"name": "r", "task": "size", "model": "rec", "features": "zz"}, "P")
     cfg["feature_sets"]["u"] = ["uni"]
     with pytest.raises(HarnessError, match="not in the feature table"):
-        evaluate_run(design, cfg, {"name": "r", "task": "size", "model": "rec", "features": "u"}, "P")
+        cross_validate_run(design, cfg, {"name": "r", "task": "size", "model": "rec", "features": "u"}, "P")
+
+
+def test_shape_classes_are_fitted_as_the_papers_codes():
+    """Models see the paper's Y3 codes (class order of shapes_list.txt, whatever the
+    spelling); predictions and metrics name the classes as the vocabulary spells them."""
+    design = _synthetic_design()
+    cfg = _cfg({})
+    run = {"name": "r", "task": "shape", "model": "rec", "features": "t"}
+    seen = []
+
+    class Clf(_Clf):
+        def fit(self, X, y, sample_weight=None):
+            seen.append(np.asarray(y))
+            return super().fit(X, y, sample_weight)
+
+    res = cross_validate_run(design, cfg, run, "P", make_pipeline=lambda p, names: Pipeline(
+        [("filter", RecordingFilter(names, min_count=1)), ("model", Clf("shape"))]))
+    assert all(y.dtype == np.int64 for y in seen)
+    assert set(np.concatenate(seen).tolist()) == {paper_code("sphere"), paper_code("cube"), paper_code("rod")}
+    assert set(res.predictions["shape_true"]) == {"sphere", "cube", "rod"}
+    assert set(res.predictions["shape_pred"]) <= {"sphere", "cube", "rod"}
+    assert paper_code("irregular") == 0 and paper_code("triangle") == 10  # shapes_list.txt's first and last
+    bad = design.with_columns(pl.when(pl.col("recipe_id") == "t:3").then(pl.lit("Irregular shape"))
+                              .otherwise(pl.col("shape")).alias("shape"))
+    with pytest.raises(HarnessError, match=r"column shape: \['Irregular shape'\] not shape classes"):
+        cross_validate_run(bad, cfg, run, "P")
 
 
 # --- models and comparison --------------------------------------------------------------
@@ -373,7 +400,7 @@ def test_stack_sees_predicted_size_never_the_measured_one():
         return Pipeline([("filter", FeatureFilter(names, min_count=1)), ("model", est)])
 
     FITS.clear()
-    evaluate_run(design, cfg, run, "P", make_pipeline=make)
+    cross_validate_run(design, cfg, run, "P", make_pipeline=make)
     sizes = design["size_nm"].to_numpy()
     splits = make_splits(design, "P", ProtocolSettings.from_config(cfg, "shape"))
     per_split = 3 + 1 + 1 + 1  # 3 out-of-fold size fits, the size refit, the classifier, predict
@@ -434,7 +461,7 @@ def test_candidates_may_train_on_another_size_range():
         return Pipeline([("filter", RecordingFilter(names, min_count=1)), ("model", _Reg("size", **params))])
 
     FITS.clear()
-    evaluate_run(design, cfg, run, "P", make_pipeline=make)
+    cross_validate_run(design, cfg, run, "P", make_pipeline=make)
     splits = make_splits(design, "P", ProtocolSettings.from_config({**cfg, "train_max_size_nm": {"size": None}}, "size"))
     assert len(FITS) == 6 * len(splits)
     for k, sp in enumerate(splits):
@@ -456,7 +483,7 @@ def test_repeated_inner_splits_average_the_scores():
         return Pipeline([("filter", RecordingFilter(names, min_count=1)), ("model", _Reg("size", **params))])
 
     FITS.clear()
-    res = evaluate_run(design, cfg, run, "G", seed=5, make_pipeline=make)
+    res = cross_validate_run(design, cfg, run, "G", seed=5, make_pipeline=make)
     settings = ProtocolSettings.from_config(cfg, "size")
     splits = make_splits(design, "G", settings)
     per_split = 2 * (2 * 3 + 1)  # filter + model, 2 candidates on each of 3 inner splits, 1 refit
@@ -487,17 +514,17 @@ def test_inner_split_chooses_the_feature_blocks():
     cfg["models"] = {"rf": {"params": {"n_estimators": 20, "max_features": 1.0},
                             "grid": {"feature_blocks": [["bad"], ["good"], None]}}}
     run = {"name": "r", "task": "size", "model": "rf", "features": "both"}
-    res = evaluate_run(design, cfg, run, "G")
+    res = cross_validate_run(design, cfg, run, "G")
     rows = res.metrics.filter(~pl.col("fold").is_in(["mean", "std"]))
     chosen = [json.loads(p)["feature_blocks"] for p in rows["params"]]
     assert all(c != ["bad"] for c in chosen), chosen  # noise alone never wins the inner split
     assert res.metrics.filter(pl.col("fold") == "mean")["mae_nm"][0] < 1.0
     cfg["models"]["rf"]["grid"] = {"feature_blocks": [["good", "uni"]]}
     with pytest.raises(HarnessError, match=r"model rf, feature set both: feature block\(s\) \['uni'\] are not among"):
-        evaluate_run(design, cfg, run, "G")
+        cross_validate_run(design, cfg, run, "G")
     cfg["models"]["rf"]["grid"] = {"feature_blocks": ["good", "bad"]}  # two candidates "good" and "bad"
     with pytest.raises(HarnessError, match="must be null or a list of blocks, not 'good'"):
-        evaluate_run(design, cfg, run, "G")
+        cross_validate_run(design, cfg, run, "G")
 
 
 def test_unimol_copy_checks_the_checksum(tmp_path, shared_data):
@@ -521,7 +548,7 @@ def test_run_config_holds_what_a_run_uses():
     cfg["feature_sets"]["other"] = ["cond"]
     cfg["runs"] = [{"name": "a", "task": "size", "model": "vote", "features": "t"},
                    {"name": "b", "task": "size", "model": "rf", "features": "other"}]
-    from nanoforge.synthesis.evaluate import run_config
+    from nanoforge.synthesis.harness import run_config
 
     sub = run_config(cfg, "a")
     assert set(sub["models"]) == {"vote", "et", "lgbm"} and set(sub["feature_sets"]) == {"t"}

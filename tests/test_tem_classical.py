@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from nanoforge.tem import coco
 from nanoforge.tem.classical import segment_image, segment_images
-from nanoforge.tem.evaluate import evaluate_image
+from nanoforge.tem.segmentation_scores import score_image_segmentation
 from nanoforge.tem.groundtruth import read_label_png
 
 
@@ -31,7 +31,7 @@ def test_touching_discs_are_split_and_the_scale_bar_dropped():
     inst = segment_image(img)
     pred = [{"segmentation": coco.encode_crop(c, r, k, img.shape), "area": int(c.sum())} for c, r, k, _ in inst]
     gt = coco.labels_to_annotations(labels, 1)
-    res = evaluate_image(pred, gt)
+    res = score_image_segmentation(pred, gt)
     assert res["tp_0.5"] == 6 and res["fp_0.5"] == 0
     assert np.median(res["matched_iou"]) > 0.85
     assert all(0 < s <= 1 for *_, s in inst)
@@ -57,5 +57,5 @@ def test_real_labelled_image(shared_data):
     gt = coco.labels_to_annotations(read_label_png(d / "labels" / "1-0001_16_instances.png"), 1)
     inst = segment_image(img)
     pred = [{"segmentation": coco.encode_crop(c, r, k, img.shape), "area": int(c.sum())} for c, r, k, _ in inst]
-    res = evaluate_image(pred, gt)
+    res = score_image_segmentation(pred, gt)
     assert res["ap_0.5"] > 0.5

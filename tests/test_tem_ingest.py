@@ -11,7 +11,15 @@ import pytest
 import tifffile
 from PIL import Image
 
-from nanoforge.tem.ingest import ImageReadError, ingest, load_sidecar, read_microscope_file
+from nanoforge import tables
+from nanoforge.tem.ingest import (
+    IMAGES_SCHEMA,
+    REJECTED_IMAGES_SCHEMA,
+    ImageReadError,
+    ingest,
+    load_sidecar,
+    read_microscope_file,
+)
 from nanoforge.tem.resources import DatasetError, mirror_dataset, tree_sha256
 
 # formats/README.md of the shared data: file -> pixel size in nm (None: uncalibrated)
@@ -125,6 +133,58 @@ def test_config_calibration_and_keeping_uncalibrated_images(tmp_path):
                               tmp_path / "o2")
     assert rejected.height == 0 and images["nm_per_px"].to_list() == [None]
     assert images["calibration_source"].to_list() == [None]
+
+
+def test_ingested_tables_are_written_against_their_schemas(tmp_path):
+    root = tmp_path / "figs"
+    root.mkdir()
+    Image.fromarray((np.random.default_rng(1).random((40, 50)) * 255).astype(np.uint8)).save(root / "a.png")
+    (root / "b.png").write_bytes(b"")
+    images, rejected = ingest({"figs": {"path": str(root), "images": ["*.png"], "nm_per_px": 2.0}}, tmp_path / "o")
+    tables.write_table(images, tmp_path / "images.parquet", IMAGES_SCHEMA)
+    tables.write_table(rejected, tmp_path / "rejected_images.parquet", REJECTED_IMAGES_SCHEMA)
+    assert pl.read_parquet(tmp_path / "images.parquet").equals(images)
+    for bad, message in [
+        (images.drop("sample_id"), r"results/tem/images.parquet: columns differ: missing \['sample_id'\]"),
+        (images.with_columns(pl.lit(-1.0).alias("nm_per_px")), r"nm_per_px: 1 value\(s\) at or below exclusiveMinimum 0"),
+        (images.with_columns(pl.lit("ruler").alias("calibration_source")), r"calibration_source: 1 value\(s\) not in"),
+        (images.with_columns(pl.col("width").cast(pl.Int32)), "column width has dtype Int32, the schema wants Int64"),
+        (pl.concat([images, images]), r"image_id: 2 rows share a value \(e.g. \['figs/a'\]\)"),
+    ]:
+        with pytest.raises(tables.TableSchemaError, match=message):
+            tables.write_table(bad, tmp_path / "bad.parquet", IMAGES_SCHEMA)
+    with pytest.raises(tables.TableSchemaError, match=r"rejected_images.parquet: column size_bytes has dtype String"):
+        tables.write_table(rejected.with_columns(pl.col("size_bytes").cast(pl.String)), tmp_path / "bad.parquet",
+                           REJECTED_IMAGES_SCHEMA)
+    assert not (tmp_path / "bad.parquet").exists()
+
+
+def test_an_optional_column_is_one_line_in_the_schema(tmp_path):
+    """How the scale-bar reader (or any later step) adds a column to images.parquet: one
+    nullable property in images.schema.yaml, not in `required`. Writers that do not set it
+    keep working (the column is written as nulls); rows that set it keep their values."""
+    import copy
+
+    schema = copy.deepcopy(IMAGES_SCHEMA)
+    schema["properties"]["scale_bar_nm"] = {"type": ["number", "null"], "exclusiveMinimum": 0}
+    root = tmp_path / "figs"
+    root.mkdir()
+    Image.fromarray((np.random.default_rng(1).random((40, 50)) * 255).astype(np.uint8)).save(root / "a.png")
+    images, _ = ingest({"figs": {"path": str(root), "images": ["*.png"], "nm_per_px": 2.0}}, tmp_path / "o")
+    written = pl.read_parquet(tables.write_table(images, tmp_path / "images.parquet", schema))
+    assert written.columns == [*images.columns, "scale_bar_nm"] and written["scale_bar_nm"].to_list() == [None]
+    rows = [{**images.row(0, named=True), "scale_bar_nm": 200.0}]
+    assert tables.frame(rows, schema)["scale_bar_nm"].to_list() == [200.0]
+    with pytest.raises(tables.TableSchemaError, match="scale_bar_nm: 1 value"):
+        tables.write_table(images.with_columns(pl.lit(-5.0).alias("scale_bar_nm")), tmp_path / "x.parquet", schema)
+    # an optional column in the middle goes to its place; columns out of order stay an error
+    schema["properties"] = {"scale_bar_nm": schema["properties"].pop("scale_bar_nm"), **schema["properties"]}
+    assert pl.read_parquet(tables.write_table(images, tmp_path / "images.parquet", schema)).columns[0] == "scale_bar_nm"
+    with pytest.raises(tables.TableSchemaError, match="columns differ"):
+        tables.write_table(images.select(images.columns[::-1]), tmp_path / "x.parquet", schema)
+    schema["properties"]["scale_bar_nm"]["type"] = "number"  # an optional column must allow null
+    with pytest.raises(ValueError, match=r"optional column\(s\) \['scale_bar_nm'\] must allow null"):
+        tables.write_table(images, tmp_path / "x.parquet", schema)
 
 
 def test_real_datasets_with_sidecar(shared_data, tmp_path):

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from skimage.measure import regionprops
 
+from nanoforge import tables
 from nanoforge.tem import coco
 from nanoforge.tem.measure import PARTICLES_SCHEMA, feret_diameters, measure_document, particle_features
 from nanoforge.tem.shapes import render_particle
@@ -76,7 +77,41 @@ def test_missing_image_is_an_error_naming_it():
 
 def test_schema_and_empty_documents():
     t = measure_document(_doc([]), _table(1.0), "test")
-    assert t.height == 0 and dict(t.schema) == PARTICLES_SCHEMA
+    assert t.height == 0 and t.schema == tables.polars_schema(PARTICLES_SCHEMA)
+
+
+def _particles():
+    m = np.zeros((100, 120), bool)
+    m[40:50, 40:50] = True
+    m2 = np.zeros((100, 120), bool)
+    m2[10:20, 60:65] = True
+    return measure_document(_doc([m, m2]), _table(0.5), "test")
+
+
+def test_writing_particles_checks_the_contract(tmp_path):
+    """A particles table that breaks its schema is not written; the error names the file,
+    the column and the rows."""
+    out = tmp_path / "particles.parquet"
+    good = _particles()
+    tables.write_table(good, out, PARTICLES_SCHEMA)
+    assert pl.read_parquet(out).equals(good)
+    bad_cases = [
+        (good.drop("feret_min_nm"), r"columns differ: missing \['feret_min_nm'\]"),
+        (good.with_columns(pl.col("area_px").cast(pl.Float64)), "column area_px has dtype Float64, the schema wants Int64"),
+        (good.with_columns(pl.lit(0, pl.Int64).alias("area_px")), r"area_px: 2 value\(s\) below minimum 1 \(rows 0, 1\)"),
+        (good.with_columns(pl.lit(1, pl.Int64).alias("particle_id")), r"image_id, particle_id: 2 rows share a value"),
+        (good.with_columns(pl.lit(float("nan")).alias("circularity")), r"circularity: 2 value\(s\) NaN"),
+        (good.with_columns(pl.when(pl.col("particle_id") == 2).then(None).otherwise(pl.col("image_id"))
+                           .alias("image_id")), r"image_id: 1 value\(s\) null.*\(rows 1\)"),
+        (good.with_columns(pl.col("mask_rle").struct.with_fields(pl.lit("").alias("zz"))),
+         "column mask_rle has dtype"),
+    ]
+    for k, (bad, message) in enumerate(bad_cases):
+        path = tmp_path / f"bad{k}.parquet"
+        with pytest.raises(tables.TableSchemaError, match=message) as err:
+            tables.write_table(bad, path, PARTICLES_SCHEMA)
+        assert f"not writing {path}: results/particles/<method>/particles.parquet: " in str(err.value)
+        assert not path.exists()
 
 
 def test_agrees_with_regionprops_on_random_shapes():

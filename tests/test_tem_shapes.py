@@ -12,28 +12,24 @@ from skimage.draw import polygon as sk_polygon
 from nanoforge.tem.measure import particle_features
 from nanoforge.tem.shapes import (
     DEFAULT_ASPECT,
-    SHAPES,
-    canonical_shape,
     fill_polygon,
     particle_outline,
     render_particle,
 )
+from nanoforge.vocabulary import SHAPE_CLASSES
 
 
-def test_dataset_shape_names_all_map(shared_data):
-    names = [s.strip() for s in (shared_data / "recipes" / "shapes_list.txt").read_text().splitlines() if s.strip()]
-    assert len(names) == 11
-    assert sorted(canonical_shape(n) for n in names) == sorted(SHAPES)
-
-
-def test_unknown_shape_is_named():
+def test_every_class_has_geometry():
+    assert set(DEFAULT_ASPECT) == set(SHAPE_CLASSES)
     with pytest.raises(ValueError, match="unknown particle shape 'pentagon'"):
-        canonical_shape("pentagon")
-    assert canonical_shape("Flower shape") == "flower"
-    assert canonical_shape("Four-pointed star") == "four_pointed_star"
+        render_particle("pentagon", 20)
+    # any spelling the vocabulary accepts draws the class
+    rng = np.random.default_rng(3)
+    assert np.array_equal(render_particle("Four-pointed star", 30, rng=rng),
+                          render_particle("four_pointed_star", 30, rng=np.random.default_rng(3)))
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", SHAPE_CLASSES)
 @pytest.mark.parametrize("size", [12.0, 40.0, 100.0])
 def test_area_matches_equivalent_diameter(shape, size):
     m = render_particle(shape, size, rotation_rad=0.37, rng=np.random.default_rng(1))

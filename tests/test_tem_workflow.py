@@ -8,8 +8,10 @@ import polars as pl
 import pytest
 
 from conftest import run_snakemake, tem_workdir, write_config
+from nanoforge import tables
 from nanoforge.config import ConfigError, validate_config
 from nanoforge.tem import coco
+from nanoforge.tem.ingest import IMAGES_SCHEMA, REJECTED_IMAGES_SCHEMA
 from nanoforge.tem.measure import PARTICLES_SCHEMA
 
 pytestmark = pytest.mark.workflow
@@ -70,7 +72,9 @@ def test_more_training_images_do_not_redraw_the_hold_out(tem_run, tmp_path):
 def test_particles_and_metrics(tem_run):
     wd, _ = tem_run
     parts = pl.read_parquet(wd / "results/particles/classical/particles.parquet")
-    assert dict(parts.schema) == PARTICLES_SCHEMA
+    tables.validate_table(parts, PARTICLES_SCHEMA)
+    for name, schema in (("images", IMAGES_SCHEMA), ("rejected_images", REJECTED_IMAGES_SCHEMA)):
+        tables.validate_table(pl.read_parquet(wd / f"results/tem/{name}.parquet"), schema)
     assert set(parts["image_id"].str.split("/").list.first()) >= {"pbse_fig2b", "emps_dev", "sophon_example",
                                                                    "synthetic_holdout"}
     assert parts.filter(pl.col("dataset") == "emps_dev")["eq_diameter_nm"].null_count() == \

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nanoforge.tem import coco
-from nanoforge.tem.evaluate import evaluate_image
+from nanoforge.tem.segmentation_scores import score_image_segmentation
 from nanoforge.tem.simulate import simulate_one, _annotations
 from nanoforge.tem.weak_labels import (
     DROP_REASONS,
@@ -52,7 +52,7 @@ def test_ground_truth_boxes_recover_most_particles(synthetic):
     for img, gt in synthetic:
         assert len(gt) > 10
         inst, dropped = weak_labels_for_image(img, boxes_of(gt), np.ones(len(gt)), p)
-        r = evaluate_image(to_annotations(inst, img.shape), gt)
+        r = score_image_segmentation(to_annotations(inst, img.shape), gt)
         tp, fp, fn = tp + r["tp_0.5"], fp + r["fp_0.5"], fn + r["fn_0.5"]
         ious += r["matched_iou"]
         assert sum(dropped.values()) + len(inst) == len(gt)  # every box is kept or counted
@@ -278,8 +278,8 @@ def test_a_box_around_touching_particles_is_cut_into_them():
 
     off, _ = weak_labels_for_image(img, boxes, scores, WeakLabelParams())
     on, _ = weak_labels_for_image(img, boxes, scores, WeakLabelParams(split_area_ratio=1.8))
-    r_off = evaluate_image(to_annotations(off, img.shape), gt)
-    r_on = evaluate_image(to_annotations(on, img.shape), gt)
+    r_off = score_image_segmentation(to_annotations(off, img.shape), gt)
+    r_on = score_image_segmentation(to_annotations(on, img.shape), gt)
     assert (len(off), r_off["tp_0.5"], r_off["fp_0.5"]) == (11, 10, 1)
     assert (len(on), r_on["tp_0.5"], r_on["fp_0.5"], r_on["fn_0.5"]) == (12, 12, 0, 0)
     assert sorted(a.pieces for a in on)[-2:] == [2, 2] and sum(a.pieces > 1 for a in on) == 2

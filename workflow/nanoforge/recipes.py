@@ -70,7 +70,7 @@ from typing import Any, Callable, Iterable
 
 import polars as pl
 
-from nanoforge import tables
+from nanoforge import tables, vocabulary
 from nanoforge.abbreviations import ChemicalDictionary, clean_text, loose_key
 from nanoforge.text import escape_unsafe, unsafe_message
 
@@ -96,56 +96,40 @@ class RecipeFormatError(ValueError):
 
 
 def read_shapes_list(path: str | Path) -> list[str]:
-    """The shape class names, one a line (``Y3`` indexes this list)."""
+    """The shape classes of the shapes list, one a line, in the vocabulary's spelling
+    (``Y3`` indexes this list). Every line must name a class of
+    :data:`nanoforge.vocabulary.SHAPE_CLASSES` in a spelling the vocabulary accepts (the
+    paper's list spells four classes its own way, see :data:`nanoforge.vocabulary.PAPER_SHAPES_LIST`)."""
     path = Path(path)
     if not path.is_file():
         raise RecipeFormatError(f"shapes list not found: {path}")
-    names = [clean_text(line) for line in path.read_text(encoding="utf-8-sig").splitlines()]
-    names = [n for n in names if n]
-    if not names:
+    lines = [(i, clean_text(line)) for i, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1)]
+    lines = [(i, text) for i, text in lines if text]
+    if not lines:
         raise RecipeFormatError(f"{path}: the shapes list is empty")
-    dup = sorted({n for n in names if names.count(n) > 1})
+    classes = []
+    for i, text in lines:
+        cls = vocabulary.find_shape_class(text)
+        if cls is None:
+            raise RecipeFormatError(f"{path} line {i}: {text!r} is not a shape class; known shapes: "
+                                    f"{', '.join(vocabulary.SHAPE_CLASSES)} (nanoforge.vocabulary)")
+        classes.append(cls)
+    dup = sorted({c for c in classes if classes.count(c) > 1})
     if dup:
         raise RecipeFormatError(f"{path}: shape(s) listed twice: {', '.join(dup)}")
-    return names
-
-
-# Free-text spellings that mean one class unambiguously (keys as shape_key() writes them).
-SHAPE_SYNONYMS = {
-    "sphere": ["spheres", "spherical", "nanosphere", "nanospheres", "dot", "dots",
-               "quantumdot", "quantumdots", "round"],
-    "cube": ["cubes", "cubic", "nanocube", "nanocubes", "cuboid"],
-    "rod": ["rods", "nanorod", "nanorods", "rodlike", "rodshape", "rodshaped"],
-    "hexagon": ["hexagons", "hexagonal", "hexagonalplate", "hexagonalplates", "hexagonshape"],
-    "triangle": ["triangles", "triangular", "triangularplate", "triangularplates", "trianglar"],
-    "rectangle": ["rectangles", "rectangular"],
-    "rhombus": ["rhombuses", "rhombi", "rhombic", "rhomb", "rhombshape"],
-    "Irregular shape": ["irregular", "irregularshapes", "irregularshaped"],
-    "flower shape": ["flower", "flowers", "flowerlike", "flowershaped", "nanoflower", "nanoflowers"],
-    "four-pointed star": ["fourpointedstars", "4pointedstar"],
-    "six-pointed star": ["sixpointedstars", "6pointedstar"],
-}
-
-
-def shape_key(text: str) -> str:
-    return re.sub(r"[\s\-_]+", "", loose_key(text))
+    return classes
 
 
 class ShapeMapper:
-    """Maps free-text shapes (and ``Y3`` indices) to the classes of the shapes list."""
+    """Maps free-text shapes (any spelling :mod:`nanoforge.vocabulary` accepts) and ``Y3``
+    indices to the classes of the shapes list."""
 
     def __init__(self, classes: list[str]):
-        self.classes = list(classes)
-        self._map: dict[str, str] = {}
-        for name in self.classes:
-            self._map[shape_key(name)] = name
-        for name, words in SHAPE_SYNONYMS.items():
-            if name in self.classes:
-                for w in words:
-                    self._map.setdefault(shape_key(w), name)
+        self.classes = [vocabulary.shape_class(c) for c in classes]
 
     def from_text(self, text) -> str | None:
-        return self._map.get(shape_key(clean_text(text)))
+        cls = vocabulary.find_shape_class(clean_text(text))
+        return cls if cls in self.classes else None
 
     def from_index(self, value: float) -> str | None:
         if value != int(value) or not 0 <= value < len(self.classes):

@@ -12,8 +12,15 @@ JSON-schema validator can check a row. From it this module derives
   ``minLength``, ``minItems`` and the same inside list and struct columns), fast enough for
   million-row tables.
 
-Table-level rules use the annotation keyword ``x-unique`` (a list of column names whose
-values must be unique). ``write_table`` validates, then writes Parquet.
+Table-level rules use the annotation keyword ``x-unique``: a list whose entries are a column
+name (its values are unique) or a list of column names (their combination is unique, e.g.
+``[[image_id, particle_id]]``).
+
+Optional columns: a column that is not in ``required`` must allow null. ``write_table`` adds
+such a column, all null, where the frame lacks it, so that adding a column to a table is one
+line in its schema: writers that do not know the column keep working, readers always find it.
+``write_table`` validates, then writes Parquet; a violation raises :class:`TableSchemaError`
+naming the file, the column and the rows.
 
 ``write_csv`` is the one way the project writes a CSV file: every text cell (and column
 name) goes through :func:`nanoforge.text.csv_cell`, so a cell that would start a formula in a
@@ -82,6 +89,36 @@ def polars_schema(schema: dict) -> pl.Schema:
 
 def empty_frame(schema: dict) -> pl.DataFrame:
     return pl.DataFrame(schema=polars_schema(schema))
+
+
+def frame(rows: list[dict], schema: dict) -> pl.DataFrame:
+    """A table from row dicts in the schema's columns and dtypes (a key a row lacks is null)."""
+    return pl.DataFrame(rows, schema=polars_schema(schema)) if rows else empty_frame(schema)
+
+
+def optional_columns(schema: dict) -> list[str]:
+    """Columns not in ``required``; raises ValueError if one of them does not allow null."""
+    required = set(schema.get("required", schema["properties"]))
+    optional = [c for c in schema["properties"] if c not in required]
+    strict = [c for c in optional if not _types(schema["properties"][c])[1]]
+    if strict:
+        raise ValueError(f"{schema.get('title', 'table schema')}: optional column(s) {strict} must allow null "
+                         "(type [X, \"null\"]), or be listed in required")
+    return optional
+
+
+def with_optional_columns(df: pl.DataFrame, schema: dict) -> pl.DataFrame:
+    """``df`` with every optional column it lacks added as nulls, at its place in the schema.
+    A frame whose columns are out of the schema's order is returned as it is (for
+    :func:`validate_table` to report)."""
+    missing = [c for c in optional_columns(schema) if c not in df.columns]
+    present = [c for c in df.columns if c in schema["properties"]]
+    if not missing or present != [c for c in schema["properties"] if c in present]:
+        return df
+    dtypes = polars_schema(schema)
+    df = df.with_columns([pl.lit(None, dtype=dtypes[c]).alias(c) for c in missing])
+    order = [c for c in schema["properties"] if c in df.columns]
+    return df.select(order + [c for c in df.columns if c not in dtypes])
 
 
 def _check_values(name: str, values: pl.Series, spec: dict, rows: pl.Series) -> list[str]:
@@ -154,18 +191,27 @@ def validate_table(df: pl.DataFrame, schema: dict | str | Path) -> None:
     rows = pl.Series("row", range(df.height), dtype=pl.Int64)
     for col, spec in schema["properties"].items():
         problems += _check_values(col, df[col], spec, rows)
-    for col in schema.get("x-unique", []):
-        dup = df[col].is_duplicated()
+    for key in schema.get("x-unique", []):
+        cols = [key] if isinstance(key, str) else list(key)
+        dup = df.select(cols).is_duplicated()
         if dup.any():
-            values = df[col].filter(dup).unique(maintain_order=True).to_list()[:5]
-            problems.append(f"{col}: {int(dup.sum())} rows share a value (e.g. {values})")
+            values = df.select(cols).filter(dup).unique(maintain_order=True).head(5).rows()
+            values = [v[0] for v in values] if isinstance(key, str) else values
+            problems.append(f"{', '.join(cols)}: {int(dup.sum())} rows share a value (e.g. {values})")
     if problems:
         raise TableSchemaError(f"{title}: " + "; ".join(problems))
 
 
 def write_table(df: pl.DataFrame, path: str | Path, schema: dict | str | Path) -> Path:
-    """Validate ``df`` against its table schema, then write it as Parquet."""
-    validate_table(df, schema)
+    """Validate ``df`` against its table schema (optional columns it lacks added as nulls),
+    then write it as Parquet. Nothing is written when the table breaks its schema."""
+    if not isinstance(schema, dict):
+        schema = load_table_schema(schema)
+    df = with_optional_columns(df, schema)
+    try:
+        validate_table(df, schema)
+    except TableSchemaError as exc:
+        raise TableSchemaError(f"not writing {path}: {exc}") from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     df.write_parquet(path)

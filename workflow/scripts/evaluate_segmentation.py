@@ -5,7 +5,7 @@ sys.stderr = open(snakemake.log[0], "w")
 import _nanoforge_path  # noqa: E402,F401
 from pathlib import Path  # noqa: E402
 
-from nanoforge.tem.evaluate import run_evaluation  # noqa: E402
+from nanoforge.tem.segmentation_scores import evaluate_segmentation  # noqa: E402
 
 methods = snakemake.params.methods
 sets = snakemake.params.image_sets
@@ -15,7 +15,7 @@ out = {k: snakemake.output[k] for k in ("metrics", "per_image", "size_check", "d
 for path in snakemake.output.overlays:
     out[f"overlay_{Path(path).stem}"] = path
 ev = snakemake.params.evaluation
-metrics = run_evaluation(
+metrics = evaluate_segmentation(
     methods,
     predictions,
     dict(zip(methods, snakemake.input.particles)),

@@ -1,7 +1,7 @@
 """Segmentation benchmark: ``python -m nanoforge.bench segmentation [options]``.
 
 Two modes, both printing per method and dataset AP50, AP75 (TP / (TP + FP + FN), pooled
-over the images, as in :mod:`nanoforge.tem.evaluate`), the mean IoU of the pairs matched at
+over the images, as in :mod:`nanoforge.tem.segmentation_scores`), the mean IoU of the pairs matched at
 0.5, the median relative error of the equivalent diameter over those pairs and seconds per
 megapixel, then the size-distribution check (mean equivalent diameter of the particles not
 touching the border against a ``size_reference``, e.g. the paper's PbSe image):
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from nanoforge.config import load_config
-    from nanoforge.tem.evaluate import evaluate_dataset, size_distribution_check
+    from nanoforge.tem.segmentation_scores import score_dataset_segmentation, size_distribution_check
     from nanoforge.tem.ingest import dataset_path
     from nanoforge.tem.measure import measure_document
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         keys = keys[: args.max_images] if args.max_images else keys
         for m in methods:
             doc = _predict(runners[m], keys, paths, m)
-            _, s = evaluate_dataset(doc, gt, keys, m, ds)
+            _, s = score_dataset_segmentation(doc, gt, keys, m, ds)
             rows.append(s)
             print(f"... {m} on {ds}: {len(keys)} images", file=sys.stderr)
 

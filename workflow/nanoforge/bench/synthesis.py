@@ -159,18 +159,19 @@ def _run_figure(metrics: pl.DataFrame, task: str) -> float:
     return float(metrics.filter(pl.col("fold") == "mean")["mae_nm" if task == "size" else "accuracy"][0])
 
 
-def evaluate_partitions(design: pl.DataFrame, syn: dict, run: dict, n: int, **kwargs) -> dict[str, float]:
+def cross_validate_partitions(design: pl.DataFrame, syn: dict, run: dict, n: int, **kwargs) -> dict[str, float]:
     """``run``'s figure under protocol G on family partitions ``partition_seed`` 1..n
-    (``kwargs``: those of ``evaluate_run``), keyed ``seed <k>``; the harness's timing per
+    (``kwargs``: those of ``cross_validate_run``), keyed ``seed <k>``; the harness's timing per
     partition goes to stderr."""
-    from nanoforge.synthesis.evaluate import evaluate_run
+    from nanoforge.synthesis.harness import cross_validate_run
 
     figures = {}
     for seed in range(1, n + 1):
         t0 = time.time()
         drawn = copy.deepcopy(syn)
         drawn["protocols"]["G"]["partition_seed"] = seed
-        figures[f"seed {seed}"] = _run_figure(evaluate_run(design, drawn, run, "G", **kwargs).metrics, run["task"])
+        res = cross_validate_run(design, drawn, run, "G", **kwargs)
+        figures[f"seed {seed}"] = _run_figure(res.metrics, run["task"])
         print(f"G {run['name']} partition {seed}: {time.time() - t0:.0f} s", file=sys.stderr)
     return figures
 
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.evaluate:
         from nanoforge.config import load_config
-        from nanoforge.synthesis.evaluate import evaluate_run
+        from nanoforge.synthesis.harness import cross_validate_run
         from nanoforge.synthesis.stage import read_fold_table
 
         cfg = load_config(args.config)
@@ -214,17 +215,17 @@ def main(argv: list[str] | None = None) -> int:
                 if args.protocols and protocol not in args.protocols:
                     continue
                 t0 = time.time()
-                res = evaluate_run(design, syn, run, protocol, seed=cfg["seed"], threads=args.threads,
-                                   fold_table=folds)
+                res = cross_validate_run(design, syn, run, protocol, seed=cfg["seed"], threads=args.threads,
+                                         fold_table=folds)
                 tables.append(res.metrics)
                 if protocol == "G" and run["task"] == "size":
                     predictions[run["name"]] = res.predictions
                 print(f"{protocol} {run['name']}: {time.time() - t0:.0f} s", file=sys.stderr)
                 if protocol == "G" and args.g_partitions:
                     partitions[run["name"]] = {"standard": _run_figure(res.metrics, run["task"]),
-                                               **evaluate_partitions(design, syn, run, args.g_partitions,
-                                                                     seed=cfg["seed"], threads=args.threads,
-                                                                     fold_table=folds)}
+                                               **cross_validate_partitions(design, syn, run, args.g_partitions,
+                                                                           seed=cfg["seed"], threads=args.threads,
+                                                                           fold_table=folds)}
     else:
         root = Path(args.results)
         files = _metric_files(root)

@@ -13,11 +13,11 @@ from nanoforge.plotting import pyplot, save_figure
 from nanoforge.shapes.cluster import NOISE, UNCLUSTERED
 from nanoforge.shapes.descriptors import decode_crops
 from nanoforge.shapes.labels import SHARE_COLUMNS
-from nanoforge.tem.shapes import SHAPES
+from nanoforge.vocabulary import SHAPE_CLASSES
 
 plt = pyplot()
 
-SHAPE_COLOURS = dict(zip(SHAPES, plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2]))
+SHAPE_COLOURS = dict(zip(SHAPE_CLASSES, plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2]))
 
 
 def _cluster_colours(ids: list[int]) -> dict[int, tuple]:
@@ -139,7 +139,7 @@ def plot_gallery(particles, clusters: pl.DataFrame, mapping: pl.DataFrame, image
 def _stacked(ax, labels: list[str], shares: np.ndarray, title: str, xlabel: str) -> None:
     bottom = np.zeros(len(labels))
     x = np.arange(len(labels))
-    for k, s in enumerate(SHAPES):
+    for k, s in enumerate(SHAPE_CLASSES):
         v = np.nan_to_num(shares[:, k])
         if v.sum() == 0:
             continue

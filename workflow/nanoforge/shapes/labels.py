@@ -35,7 +35,7 @@ Merge
 plus, for every recipe, its literature values (``literature_*``) and TEM values
 (``tem_*``, null where it has none) and ``label_fields_from_tem``. With
 ``precedence: tem`` a usable TEM label replaces ``size_nm``, ``size_spread_pct``, ``shape``
-(the dataset's spelling) and ``n_counted``, and sets ``label_source = 'tem'``. With
+and ``n_counted``, and sets ``label_source = 'tem'``. With
 ``precedence: literature`` TEM values only fill the label fields the literature left null
 (``size_spread_pct``, ``n_counted``), and ``label_source`` stays 'literature'.
 """
@@ -49,10 +49,9 @@ import numpy as np
 import polars as pl
 
 from nanoforge import tables
-from nanoforge.shapes.naming import DATASET_SPELLING, NOISE_NAME, UNMEASURED_NAME
-from nanoforge.tem.shapes import SHAPES
+from nanoforge.vocabulary import NOISE_NAME, SHAPE_CLASSES, UNMEASURED_NAME
 
-SHARE_COLUMNS = [f"share_{s}" for s in SHAPES]
+SHARE_COLUMNS = [f"share_{s}" for s in SHAPE_CLASSES]
 MATCH_VALUES = ["table", "sample_id", "none", "unknown_recipe"]
 
 
@@ -74,7 +73,7 @@ def _label_properties() -> dict:
         "size_nm": {"type": ["number", "null"], "exclusiveMinimum": 0},
         "size_std_nm": {"type": ["number", "null"], "minimum": 0},
         "size_spread_pct": {"type": ["number", "null"], "minimum": 0},
-        "shape": {"type": ["string", "null"], "description": "Dominant shape class (key of nanoforge.tem.shapes.SHAPES)."},
+        "shape": {"enum": [*SHAPE_CLASSES, None], "description": "Dominant shape class (nanoforge.vocabulary)."},
         "shape_share": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "noise_share": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         **{c: dict(num, minimum=0, maximum=1) for c in SHARE_COLUMNS},
@@ -107,11 +106,11 @@ def recipe_tem_labels_schema() -> dict:
 TEM_COLUMNS = {
     "literature_size_nm": {"type": "number"},
     "literature_size_spread_pct": {"type": ["number", "null"]},
-    "literature_shape": {"type": "string"},
+    "literature_shape": {"enum": list(SHAPE_CLASSES)},
     "literature_n_counted": {"type": ["integer", "null"]},
     "tem_size_nm": {"type": ["number", "null"]},
     "tem_size_spread_pct": {"type": ["number", "null"]},
-    "tem_shape": {"type": ["string", "null"], "description": "In the dataset's spelling (shapes_list.txt)."},
+    "tem_shape": {"enum": [*SHAPE_CLASSES, None], "description": "A shape class of nanoforge.vocabulary."},
     "tem_n_particles": {"type": ["integer", "null"]},
     "tem_sample_ids": {"type": ["array", "null"], "items": {"type": "string"}},
     "label_fields_from_tem": {"type": "array", "items": {"enum": ["size_nm", "size_spread_pct", "shape", "n_counted"]}},
@@ -223,20 +222,21 @@ def aggregate(df: pl.DataFrame, by: str, min_score: float = 0.0, min_particles: 
         size.mean().alias("size_nm"),
         size.std(ddof=1).alias("size_std_nm"),
         (used & (pl.col("shape") == NOISE_NAME)).sum().alias("_n_noise"),
-        *[(named & (pl.col("shape") == s)).sum().alias(f"_n_{s}") for s in SHAPES],
+        *[(named & (pl.col("shape") == s)).sum().alias(f"_n_{s}") for s in SHAPE_CLASSES],
     ]
     g = df.group_by(by).agg(aggs).sort(by)
-    counts = np.column_stack([g[f"_n_{s}"].to_numpy() for s in SHAPES]) if g.height else np.zeros((0, len(SHAPES)))
+    counts = (np.column_stack([g[f"_n_{s}"].to_numpy() for s in SHAPE_CLASSES]) if g.height
+              else np.zeros((0, len(SHAPE_CLASSES))))
     n_named = g["n_named"].to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = np.where(n_named[:, None] > 0, counts / np.maximum(n_named, 1)[:, None], np.nan)
-    # dominant: most particles; SHAPES order is not alphabetical, so break ties by name
-    alpha = np.argsort(np.array(SHAPES))
+    # dominant: most particles; SHAPE_CLASSES order is not alphabetical, so break ties by name
+    alpha = np.argsort(np.array(SHAPE_CLASSES))
     best_alpha = np.argmax(counts[:, alpha], axis=1) if len(counts) else np.zeros(0, int)
     best = alpha[best_alpha]
     has_shape = n_named > 0
     g = g.with_columns(
-        pl.Series("shape", [SHAPES[b] if h else None for b, h in zip(best, has_shape)], dtype=pl.String),
+        pl.Series("shape", [SHAPE_CLASSES[b] if h else None for b, h in zip(best, has_shape)], dtype=pl.String),
         pl.Series("shape_share", [float(shares[i, b]) if h else None for i, (b, h) in enumerate(zip(best, has_shape))],
                   dtype=pl.Float64),
         pl.when(pl.col("n_particles") > 0).then(pl.col("_n_noise") / pl.col("n_particles")).alias("noise_share"),
@@ -296,7 +296,7 @@ def merge_labels(recipes: pl.DataFrame, tem: pl.DataFrame, precedence: str = "te
         "recipe_id",
         pl.col("size_nm").alias("tem_size_nm"),
         pl.col("size_spread_pct").alias("tem_size_spread_pct"),
-        pl.col("shape").replace_strict(DATASET_SPELLING, default=None).alias("tem_shape"),
+        pl.col("shape").alias("tem_shape"),
         pl.col("n_particles").alias("tem_n_particles"),
         pl.col("sample_ids").alias("tem_sample_ids"),
     )

@@ -2,7 +2,7 @@
 
 A small classifier (a random forest on the descriptors) is trained on synthetic particles
 of known shape (:func:`nanoforge.shapes.synthetic.training_masks`: every class of
-:data:`nanoforge.tem.shapes.SHAPES`, random size, elongation, rotation, corner rounding
+:data:`nanoforge.vocabulary.SHAPE_CLASSES`, random size, elongation, rotation, corner rounding
 and roughness). It votes on the members of each cluster that were in the fitted sample; the
 cluster takes the class with most votes. The mapping table lists, per cluster, the votes'
 winner and its share, the runner-up, and the cluster's median descriptors, so that a reader
@@ -23,14 +23,10 @@ import polars as pl
 from nanoforge.shapes.cluster import NOISE, UNCLUSTERED
 from nanoforge.shapes.descriptors import SHAPE_COLUMNS, describe_masks
 from nanoforge.shapes.synthetic import DEFAULT_SIZE_PX, training_masks
-from nanoforge.tem.shapes import DATASET_NAMES, SHAPES, canonical_shape
+from nanoforge.vocabulary import NOISE_NAME, SHAPE_CLASSES, UNMEASURED_NAME, shape_class
 
-NOISE_NAME = "noise"
-UNMEASURED_NAME = "unmeasured"
 CLASSIFIER_FEATURES = [c for c in SHAPE_COLUMNS if c not in ("hu_3", "hu_4", "hu_5", "hu_6", "hu_7")]
 SUMMARY_FEATURES = ["circularity", "solidity", "aspect_ratio", "rectangularity", "corner_count", "concave_count"]
-# shape key -> the dataset's spelling (shapes_list.txt), for the recipe table
-DATASET_SPELLING = {v: k for k, v in DATASET_NAMES.items()}
 
 
 class NamingError(ValueError):
@@ -39,7 +35,7 @@ class NamingError(ValueError):
 
 @dataclasses.dataclass
 class ShapeClassifier:
-    """Random forest on descriptors; ``classes_`` are keys of SHAPES."""
+    """Random forest on descriptors; ``classes_`` are shape classes of the vocabulary."""
 
     model: object
     features: list[str]
@@ -65,7 +61,7 @@ def train_classifier(
     n_per_class: int = 300,
     seed: int = 0,
     size_px: tuple[float, float] = DEFAULT_SIZE_PX,
-    shapes=SHAPES,
+    shapes=SHAPE_CLASSES,
     features: list[str] = CLASSIFIER_FEATURES,
     n_estimators: int = 200,
 ) -> ShapeClassifier:
@@ -95,7 +91,7 @@ def check_overrides(overrides: dict | None) -> dict[int, str]:
             out[cid] = NOISE_NAME
             continue
         try:
-            out[cid] = canonical_shape(str(name))
+            out[cid] = shape_class(str(name))
         except ValueError as exc:
             raise NamingError(f"shapes.cluster_names.{key}: {exc}") from None
     return out

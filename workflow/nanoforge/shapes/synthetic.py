@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from nanoforge.tem.shapes import SHAPES, render_particle
+from nanoforge.tem.shapes import render_particle
+from nanoforge.vocabulary import SHAPE_CLASSES
 
 # length/width of each class (uniform in the range); classes not listed are isotropic
 ASPECT_RANGE: dict[str, tuple[float, float]] = {
@@ -56,7 +57,7 @@ DEFAULT_SIZE_PX = (16.0, 48.0)  # area-equivalent diameter range in pixels
 def particle_specs(
     n: int,
     rng: np.random.Generator,
-    shapes: list[str] | tuple[str, ...] = SHAPES,
+    shapes: list[str] | tuple[str, ...] = SHAPE_CLASSES,
     weights: list[float] | None = None,
     size_px: tuple[float, float] = DEFAULT_SIZE_PX,
     aspect_range: dict[str, tuple[float, float]] = ASPECT_RANGE,
@@ -100,7 +101,7 @@ def render_specs(specs: list[dict], rng: np.random.Generator) -> list[np.ndarray
     ]
 
 
-def training_masks(n_per_class: int, seed: int, shapes=SHAPES, size_px=DEFAULT_SIZE_PX):
+def training_masks(n_per_class: int, seed: int, shapes=SHAPE_CLASSES, size_px=DEFAULT_SIZE_PX):
     """Balanced masks of every shape class, for the naming classifier: (masks, shape names).
     They vary more than the particles of :func:`particle_specs`' defaults
     (:data:`TRAINING_ASPECT_RANGE`, :data:`TRAINING_JITTER_MAX`)."""
@@ -188,7 +189,7 @@ DEFAULT_MIXTURES = (
     {"rhombus": 0.5, "rectangle": 0.3, "cube": 0.2},
     {"four_pointed_star": 0.5, "six_pointed_star": 0.3, "flower": 0.2},
     {"flower": 0.5, "irregular": 0.5},
-    {s: 1.0 for s in SHAPES},
+    {s: 1.0 for s in SHAPE_CLASSES},
 )
 """Shape mixtures of the synthetic samples (sample k uses mixture k mod len)."""
 

@@ -32,8 +32,9 @@ def size_metrics(y_true, y_pred) -> dict[str, float]:
 
 
 def shape_metrics(y_true, y_pred) -> dict[str, float]:
-    y_true = np.asarray(y_true, dtype=object)
-    y_pred = np.asarray(y_pred, dtype=object)
+    """Class labels may be names or integer codes (the harness passes the paper's codes)."""
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.size == 0:
         raise ValueError("shape_metrics needs two non-empty arrays of the same length")
     return {

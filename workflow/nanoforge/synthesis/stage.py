@@ -15,7 +15,7 @@ from nanoforge.features.chemical import UnimolError, read_unimol
 from nanoforge.features.recipe import RecipeFeaturizer, describe_columns
 from nanoforge.synthesis import compare as compare_mod
 from nanoforge.synthesis import plots
-from nanoforge.synthesis.evaluate import evaluate_run, run_spec
+from nanoforge.synthesis.harness import cross_validate_run, run_spec
 from nanoforge.tables import write_csv
 
 log = logging.getLogger(__name__)
@@ -101,12 +101,14 @@ def read_fold_table(path: str | Path) -> dict[int, int]:
     return dict(zip(df["ID"].cast(pl.Int64).to_list(), df["fold"].cast(pl.Int64).to_list()))
 
 
-def evaluate(features_path, cfg: dict, protocol: str, run_name: str, seed: int, threads: int,
-             folds_path, out_predictions, out_metrics):
+def evaluate_synthesis(features_path, cfg: dict, protocol: str, run_name: str, seed: int, threads: int,
+                       folds_path, out_predictions, out_metrics):
+    """Rule evaluate_synthesis: cross-validate run ``run_name`` under ``protocol`` on the
+    feature table file; write its out-of-fold predictions and per-split metrics."""
     design = pl.read_parquet(features_path)
     run = run_spec(cfg, run_name)
     fold_table = read_fold_table(folds_path) if folds_path else None
-    result = evaluate_run(design, cfg, run, protocol, seed=seed, threads=threads, fold_table=fold_table)
+    result = cross_validate_run(design, cfg, run, protocol, seed=seed, threads=threads, fold_table=fold_table)
     Path(out_predictions).parent.mkdir(parents=True, exist_ok=True)
     result.predictions.write_parquet(out_predictions)
     write_csv(result.metrics, out_metrics)

@@ -18,5 +18,5 @@ Layout of what this stage writes (paths relative to the working directory):
 - ``results/particles/<method>/particles.parquet``: one row per particle
   (:mod:`nanoforge.tem.measure`).
 - ``results/segmentation/evaluation/``: metrics per method and dataset
-  (:mod:`nanoforge.tem.evaluate`).
+  (:mod:`nanoforge.tem.segmentation_scores`).
 """

@@ -50,6 +50,11 @@ character (NUL and other controls, bidirectional and zero-width characters:
 reason (its ``source_path`` in the rejected table has the character escaped, ``\\u202e``);
 such a character in a dataset name, a dataset's ``sample_id`` or a sidecar row is an error
 naming the config key or the sidecar row.
+
+The two tables' contracts are ``workflow/schemas/images.schema.yaml`` and
+``rejected_images.schema.yaml`` (:data:`IMAGES_SCHEMA`, :data:`REJECTED_IMAGES_SCHEMA`);
+:func:`ingest` checks the tables it returns and the scripts write them with
+:func:`nanoforge.tables.write_table`, which checks them again.
 """
 
 from __future__ import annotations
@@ -66,31 +71,12 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
+from nanoforge import tables
 from nanoforge.text import escape_unsafe, unsafe_message
 
-IMAGES_SCHEMA = {
-    "image_id": pl.Utf8,
-    "path": pl.Utf8,
-    "sha256": pl.Utf8,
-    "width": pl.Int64,
-    "height": pl.Int64,
-    "nm_per_px": pl.Float64,
-    "calibration_source": pl.Utf8,
-    "sample_id": pl.Utf8,
-    "dataset": pl.Utf8,
-    "source_path": pl.Utf8,
-    "source_format": pl.Utf8,
-    "source_dtype": pl.Utf8,
-    "n_frames": pl.Int64,
-}
-REJECTED_SCHEMA = {
-    "source_path": pl.Utf8,
-    "dataset": pl.Utf8,
-    "reason": pl.Utf8,
-    "sha256": pl.Utf8,
-    "size_bytes": pl.Int64,
-}
-CALIBRATION_SOURCES = ("metadata", "sidecar", "scale_bar", "config")
+IMAGES_SCHEMA = tables.load_table_schema("images")  # workflow/schemas/images.schema.yaml
+REJECTED_IMAGES_SCHEMA = tables.load_table_schema("rejected_images")
+CALIBRATION_SOURCES = tuple(v for v in IMAGES_SCHEMA["properties"]["calibration_source"]["enum"] if v)
 
 # length units -> nanometres
 UNIT_NM = {
@@ -505,27 +491,11 @@ def ingest(
     for r in side:
         if r["_where"] not in used_side:
             print(f"warning: sidecar entry {r['_where']} (image {r['image']!r}) matches no ingested file", file=log)
-    images = pl.DataFrame(rows, schema=IMAGES_SCHEMA)
-    rej = pl.DataFrame(rejected, schema=REJECTED_SCHEMA)
-    check_images_table(images)
+    images = tables.frame(rows, IMAGES_SCHEMA)
+    rej = tables.frame(rejected, REJECTED_IMAGES_SCHEMA)
+    tables.validate_table(images, IMAGES_SCHEMA)
+    tables.validate_table(rej, REJECTED_IMAGES_SCHEMA)
     return images, rej
-
-
-def check_images_table(df: pl.DataFrame) -> None:
-    """Check the images.parquet contract; raises ValueError naming the problem."""
-    missing = [c for c in IMAGES_SCHEMA if c not in df.columns]
-    if missing:
-        raise ValueError(f"images table lacks column(s) {missing}")
-    if df["image_id"].n_unique() != df.height:
-        dup = df.filter(pl.col("image_id").is_duplicated())["image_id"].to_list()
-        raise ValueError(f"images table repeats image_id(s) {sorted(set(dup))[:5]}")
-    bad = df.filter(pl.col("calibration_source").is_not_null()
-                    & ~pl.col("calibration_source").is_in(list(CALIBRATION_SOURCES)))
-    if bad.height:
-        raise ValueError(f"unknown calibration_source {bad['calibration_source'].unique().to_list()}")
-    bad = df.filter(pl.col("nm_per_px").is_not_null() & (pl.col("nm_per_px") <= 0))
-    if bad.height:
-        raise ValueError(f"non-positive nm_per_px for {bad['image_id'].to_list()[:5]}")
 
 
 def images_table_for_coco(doc: dict, images_root: str | Path, dataset: str, sample_id: str | None = None,
@@ -547,6 +517,6 @@ def images_table_for_coco(doc: dict, images_root: str | Path, dataset: str, samp
             "sample_id": sample_id or dataset, "dataset": dataset, "source_path": str(p),
             "source_format": p.suffix.lstrip(".").lower(), "source_dtype": "uint8", "n_frames": 1,
         })
-    df = pl.DataFrame(rows, schema=IMAGES_SCHEMA)
-    check_images_table(df)
+    df = tables.frame(rows, IMAGES_SCHEMA)
+    tables.validate_table(df, IMAGES_SCHEMA)
     return df

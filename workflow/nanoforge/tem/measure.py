@@ -1,7 +1,9 @@
 """Per-particle measurements from instance masks: ``particles.parquet``.
 
 One row per instance of a COCO document (any method: ground truth, classical, weak labels,
-Mask R-CNN), with the image's calibration from an images table. Columns (the contract of
+Mask R-CNN), with the image's calibration from an images table. The contract is
+``workflow/schemas/particles.schema.yaml`` (:data:`PARTICLES_SCHEMA`, checked by
+:func:`measure_document` and again when the table is written). Columns (the contract of
 docs/architecture.md first):
 
 - ``image_id``, ``particle_id`` (the annotation id), ``bbox_x``, ``bbox_y``, ``bbox_w``,
@@ -37,35 +39,10 @@ import polars as pl
 from scipy import ndimage
 from skimage.measure import perimeter_crofton
 
+from nanoforge import tables
 from nanoforge.tem import coco
 
-PARTICLES_SCHEMA = {
-    "image_id": pl.Utf8,
-    "particle_id": pl.Int64,
-    "bbox_x": pl.Int64,
-    "bbox_y": pl.Int64,
-    "bbox_w": pl.Int64,
-    "bbox_h": pl.Int64,
-    "area_px": pl.Int64,
-    "area_nm2": pl.Float64,
-    "eq_diameter_nm": pl.Float64,
-    "feret_max_nm": pl.Float64,
-    "feret_min_nm": pl.Float64,
-    "aspect_ratio": pl.Float64,
-    "circularity": pl.Float64,
-    "solidity": pl.Float64,
-    "touches_border": pl.Boolean,
-    "score": pl.Float64,
-    "method": pl.Utf8,
-    "mask_rle": pl.Struct({"size": pl.List(pl.Int64), "counts": pl.Utf8}),
-    "dataset": pl.Utf8,
-    "sample_id": pl.Utf8,
-    "nm_per_px": pl.Float64,
-    "eq_diameter_px": pl.Float64,
-    "feret_max_px": pl.Float64,
-    "feret_min_px": pl.Float64,
-    "perimeter_px": pl.Float64,
-}
+PARTICLES_SCHEMA = tables.load_table_schema("particles")  # workflow/schemas/particles.schema.yaml
 
 
 def convex_hull_points(xy: np.ndarray) -> np.ndarray:
@@ -181,18 +158,6 @@ def measure_document(doc: dict, images: pl.DataFrame, method: str, strict: bool 
                 "eq_diameter_px": f["eq_diameter_px"], "feret_max_px": f["feret_max_px"],
                 "feret_min_px": f["feret_min_px"], "perimeter_px": f["perimeter_px"],
             })
-    df = pl.DataFrame(rows, schema=PARTICLES_SCHEMA)
-    check_particles_table(df)
+    df = tables.frame(rows, PARTICLES_SCHEMA)
+    tables.validate_table(df, PARTICLES_SCHEMA)
     return df
-
-
-def check_particles_table(df: pl.DataFrame) -> None:
-    """The particles.parquet contract; raises ValueError naming the problem."""
-    missing = [c for c in PARTICLES_SCHEMA if c not in df.columns]
-    if missing:
-        raise ValueError(f"particles table lacks column(s) {missing}")
-    dup = df.select("image_id", "particle_id").is_duplicated()
-    if dup.any():
-        raise ValueError("particles table repeats (image_id, particle_id) pairs")
-    if df.height and (df["area_px"] <= 0).any():
-        raise ValueError("particles table has non-positive areas")

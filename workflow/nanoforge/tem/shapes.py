@@ -1,9 +1,9 @@
 """Particle shapes of the recipe dataset as polygons and boolean masks.
 
-The shape classes are those of the paper's dataset (``shapes_list.txt``): sphere, cube, rod,
-triangle, hexagon, rhombus, rectangle, four-pointed star, six-pointed star, flower and
-irregular. :func:`canonical_shape` maps the dataset's spellings ("Irregular shape",
-"flower shape", "four-pointed star", ...) to the keys in :data:`SHAPES`.
+The shape classes are :data:`nanoforge.vocabulary.SHAPE_CLASSES` (the paper's 11: sphere,
+cube, rod, triangle, hexagon, rhombus, rectangle, four_pointed_star, six_pointed_star,
+flower and irregular); any spelling the vocabulary accepts ("flower shape", "Six-pointed
+star", ...) names a class here too.
 
 Every shape is built as a closed polygon (smooth shapes with enough vertices that the
 outline is smooth at the requested size) and rasterised by a vectorised even-odd scanline fill
@@ -36,34 +36,7 @@ import math
 
 import numpy as np
 
-SHAPES: tuple[str, ...] = (
-    "sphere",
-    "cube",
-    "rod",
-    "triangle",
-    "hexagon",
-    "rhombus",
-    "rectangle",
-    "four_pointed_star",
-    "six_pointed_star",
-    "flower",
-    "irregular",
-)
-
-# The dataset's names (shapes_list.txt, alphabetical, Y3 indexes it) -> keys of SHAPES.
-DATASET_NAMES: dict[str, str] = {
-    "Irregular shape": "irregular",
-    "cube": "cube",
-    "flower shape": "flower",
-    "four-pointed star": "four_pointed_star",
-    "hexagon": "hexagon",
-    "rectangle": "rectangle",
-    "rhombus": "rhombus",
-    "rod": "rod",
-    "six-pointed star": "six_pointed_star",
-    "sphere": "sphere",
-    "triangle": "triangle",
-}
+from nanoforge.vocabulary import shape_class
 
 DEFAULT_ASPECT: dict[str, float] = {
     "sphere": 1.0,
@@ -90,25 +63,6 @@ DEFAULT_ROUNDING: dict[str, float] = {
 
 # Inner/outer radius of the star polygons (a regular hexagram has 1/sqrt(3) = 0.577).
 STAR_INNER_RATIO = {"four_pointed_star": 0.42, "six_pointed_star": 0.55}
-
-
-def canonical_shape(name: str) -> str:
-    """Map a shape name as written in the dataset or by a user to a key of :data:`SHAPES`.
-
-    Accepts the keys themselves, the dataset's spellings and simple variants (case,
-    hyphens, spaces, a trailing " shape"). Raises ValueError naming the accepted names.
-    """
-    if name in DATASET_NAMES:
-        return DATASET_NAMES[name]
-    key = name.strip().lower().replace("-", "_").replace(" ", "_")
-    if key.endswith("_shape"):
-        key = key[: -len("_shape")]
-    aliases = {"spherical": "sphere", "circle": "sphere", "square": "cube", "star4": "four_pointed_star",
-               "star6": "six_pointed_star", "hexagonal": "hexagon", "triangular": "triangle"}
-    key = aliases.get(key, key)
-    if key not in SHAPES:
-        raise ValueError(f"unknown particle shape {name!r}; known shapes: {', '.join(SHAPES)}")
-    return key
 
 
 def _regular_polygon(n: int, phase: float = 0.0) -> np.ndarray:
@@ -171,7 +125,7 @@ def particle_outline(
     See the module docstring for the meaning of the arguments. The outline is
     counter-clockwise in (x, y) and its area is exactly ``pi * size_px**2 / 4``.
     """
-    shape = canonical_shape(shape)
+    shape = shape_class(shape)
     if not size_px > 0:
         raise ValueError(f"size_px must be positive, got {size_px}")
     aspect = DEFAULT_ASPECT[shape] if aspect is None else float(aspect)
@@ -219,7 +173,7 @@ def particle_outline(
             return np.maximum(r, 0.35)
 
         v = _radial(r_of_t, n_smooth)
-    else:  # pragma: no cover - canonical_shape guarantees one of SHAPES
+    else:  # pragma: no cover - shape_class guarantees a class
         raise AssertionError(shape)
 
     if jitter > 0:

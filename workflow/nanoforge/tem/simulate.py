@@ -43,7 +43,8 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from nanoforge.tem import coco
-from nanoforge.tem.shapes import SHAPES, canonical_shape, fill_polygon, particle_outline
+from nanoforge.tem.shapes import fill_polygon, particle_outline
+from nanoforge.vocabulary import SHAPE_CLASSES, shape_class
 
 PLATE_SHAPES = {"cube", "triangle", "hexagon", "rhombus", "rectangle", "four_pointed_star", "six_pointed_star"}
 
@@ -66,7 +67,7 @@ ASPECT_RANGE = {
 DEFAULTS = {
     "image_size": [512, 512],
     "nm_per_px": [0.15, 2.0],
-    "shapes": {s: 1.0 for s in SHAPES},
+    "shapes": {s: 1.0 for s in SHAPE_CLASSES},
     "mixed_fraction": 0.2,
     "size_px": [8, 70],
     "size_cv": [0.04, 0.2],
@@ -129,7 +130,7 @@ def sample_params(rng: np.random.Generator, cfg: dict | None = None) -> ImagePar
     """Draw the parameters of one image from the ranges in ``cfg`` (``simulate`` config)."""
     c = dict(DEFAULTS)
     c.update(cfg or {})
-    shape_weights = {canonical_shape(k): float(v) for k, v in c["shapes"].items()}
+    shape_weights = {shape_class(k): float(v) for k, v in c["shapes"].items()}
     main = _choice(rng, shape_weights)
     shares = {main: 1.0}
     if rng.random() < c["mixed_fraction"]:

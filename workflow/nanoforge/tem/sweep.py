@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from nanoforge.tem import coco
-from nanoforge.tem.evaluate import evaluate_image
+from nanoforge.tem.segmentation_scores import score_image_segmentation
 from nanoforge.tem.weak_labels import WeakLabelParams, weak_labels_for_image
 
 
@@ -66,7 +66,7 @@ def sweep(images: list[tuple[np.ndarray, list[dict]]], detect: Callable[[np.ndar
             inst, _ = weak_labels_for_image(img, boxes, scores, p)
             pred = [coco.annotation_from_crop(a.crop, a.row0, a.col0, img.shape[:2], 1, i + 1, score=a.score)
                     for i, a in enumerate(inst)]
-            r = evaluate_image(pred, gt)
+            r = score_image_segmentation(pred, gt)
             tp, fp, fn = tp + r["tp_0.5"], fp + r["fp_0.5"], fn + r["fn_0.5"]
             per_image.append(r["ap_0.5"])
         rows.append({"variant": ",".join(f"{k}={val}" for k, val in v.items()) or "(config)",

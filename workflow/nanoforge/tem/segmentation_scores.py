@@ -55,8 +55,9 @@ def match(iou: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
     return rows[r[keep]], cols[c[keep]]
 
 
-def evaluate_image(pred: list[dict], gt: list[dict], thresholds=THRESHOLDS) -> dict:
-    """Counts and matched-pair statistics for one image."""
+def score_image_segmentation(pred: list[dict], gt: list[dict], thresholds=THRESHOLDS) -> dict:
+    """Segmentation scores of one image: counts and matched-pair statistics of the predicted
+    instances ``pred`` against the true ones ``gt``."""
     iou = coco.mask_iou(pred, gt)
     out = {"n_gt": len(gt), "n_pred": len(pred)}
     for t in thresholds:
@@ -86,7 +87,7 @@ def coco_ap_from_ious(images: list[tuple[np.ndarray, np.ndarray]], max_dets: int
     pycocotools' COCOeval algorithm (greedy matching of detections in score order to the
     best still-unmatched truth at IoU >= t; precision made monotone; 101 recall points),
     vectorised over truths: pycocotools' pure-Python loop takes minutes on images with
-    hundreds of particles. ``tests/test_tem_evaluate.py`` checks it gives the same numbers.
+    hundreds of particles. ``tests/test_tem_segmentation_scores.py`` checks it gives the same numbers.
     """
     n_t = len(COCO_IOU_THRESHOLDS)
     scores_all, tps_all = [], []
@@ -151,9 +152,10 @@ def coco_mask_ap(gt_doc: dict, pred_doc: dict, keys: list[str], max_dets: int | 
             "coco_ap50": pick(0.5), "coco_ap75": pick(0.75)}
 
 
-def evaluate_dataset(pred_doc: dict, gt_doc: dict, keys: list[str] | None = None, method: str = "",
-                     dataset: str = "", thresholds=THRESHOLDS) -> tuple[pl.DataFrame, dict]:
-    """Per-image rows and the summary row of one method on one ground-truth set."""
+def score_dataset_segmentation(pred_doc: dict, gt_doc: dict, keys: list[str] | None = None, method: str = "",
+                               dataset: str = "", thresholds=THRESHOLDS) -> tuple[pl.DataFrame, dict]:
+    """Segmentation scores of one method on one ground-truth set: per-image rows and the
+    summary row."""
     gt_by = coco.annotations_by_image(gt_doc)
     gt_imgs = {coco.image_key(i): i for i in gt_doc["images"]}
     keys = list(gt_imgs) if keys is None else [k for k in keys if k in gt_imgs]
@@ -167,7 +169,7 @@ def evaluate_dataset(pred_doc: dict, gt_doc: dict, keys: list[str] | None = None
         p = pred_imgs.get(k)
         if p is None:
             raise KeyError(f"method {method!r} has no prediction for image {k!r} of dataset {dataset!r}")
-        r = evaluate_image(pred_by[p["id"]], gt_by[g["id"]], thresholds)
+        r = score_image_segmentation(pred_by[p["id"]], gt_by[g["id"]], thresholds)
         ious += r.pop("matched_iou")
         errs += r.pop("size_rel_error")
         if "seconds" in p:
@@ -366,7 +368,7 @@ def size_figure(path: str | Path, rows: list[dict], samples: dict[tuple[str, str
     save_figure(fig, path)
 
 
-def run_evaluation(
+def evaluate_segmentation(
     methods: list[str],
     predictions: dict[str, dict[str, str]],
     particles: dict[str, str],
@@ -399,7 +401,7 @@ def run_evaluation(
         gt_by = coco.annotations_by_image(gt)
         gt_img = {coco.image_key(i): i for i in gt["images"]}
         for m in methods:
-            per, s = evaluate_dataset(preds[m][image_set], gt, keys, m, ds)
+            per, s = score_dataset_segmentation(preds[m][image_set], gt, keys, m, ds)
             summaries.append(s)
             if per.height:
                 per_images.append(per)

@@ -9,12 +9,12 @@ import pytest
 from PIL import Image
 
 from nanoforge.tem import coco
-from nanoforge.tem.evaluate import (
+from nanoforge.tem.segmentation_scores import (
     box_iou,
     coco_mask_ap,
     detection_check,
-    evaluate_dataset,
-    evaluate_image,
+    score_dataset_segmentation,
+    score_image_segmentation,
     match,
     read_yolo_boxes,
     size_distribution_check,
@@ -40,13 +40,13 @@ def _square(r, c, s=10, shape=(60, 60)):
 def test_ap_counts_and_size_error():
     gt = [_square(0, 0), _square(20, 20), _square(40, 40)]
     pred = [_square(0, 0), _square(22, 20), _square(5, 45, s=6)]  # exact, shifted by 2 rows, false positive
-    r = evaluate_image(pred, gt)
+    r = score_image_segmentation(pred, gt)
     assert (r["tp_0.5"], r["fp_0.5"], r["fn_0.5"]) == (2, 1, 1)
     assert r["ap_0.5"] == pytest.approx(2 / 4)
     assert sorted(r["matched_iou"]) == pytest.approx([80 / 120, 1.0])
     assert r["size_rel_error"] == pytest.approx([0.0, 0.0])
-    assert evaluate_image(gt, gt)["ap_0.75"] == 1.0
-    assert evaluate_image([], [])["ap_0.5"] == 1.0
+    assert score_image_segmentation(gt, gt)["ap_0.75"] == 1.0
+    assert score_image_segmentation([], [])["ap_0.5"] == 1.0
 
 
 def _docs():
@@ -67,7 +67,7 @@ def _docs():
 
 def test_dataset_summary_and_coco_ap():
     gt, pred = _docs()
-    per, s = evaluate_dataset(pred, gt, None, "m", "s")
+    per, s = score_dataset_segmentation(pred, gt, None, "m", "s")
     assert per.height == 2
     assert (s["n_gt"], s["n_pred"], s["n_matched"]) == (3, 3, 2)
     assert s["ap50"] == pytest.approx(2 / 4)
@@ -79,7 +79,7 @@ def test_dataset_summary_and_coco_ap():
                            ["s/1", "s/2"])
     assert perfect["coco_map"] == pytest.approx(1.0)
     with pytest.raises(KeyError, match="no prediction for image 's/2'"):
-        evaluate_dataset(coco.subset(pred, ["s/1"]), gt, None, "m", "s")
+        score_dataset_segmentation(coco.subset(pred, ["s/1"]), gt, None, "m", "s")
 
 
 def test_coco_ap_equals_pycocotools():
@@ -90,7 +90,7 @@ def test_coco_ap_equals_pycocotools():
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from nanoforge.tem.evaluate import coco_ap_from_ious
+    from nanoforge.tem.segmentation_scores import coco_ap_from_ious
 
     rng = np.random.default_rng(0)
     gt, pred = coco.new_document(), coco.new_document()

@@ -11,6 +11,10 @@ A run of config ``synthesis.runs``: ``name``, ``task`` (size or shape), ``model`
 ``synthesis.models``), ``features`` (a key of ``synthesis.feature_sets``: the blocks of the
 feature table it uses), ``with_size`` (shape: the measured size as an input, as the paper's
 classifier has it) and ``protocols``.
+
+Shape classes (:mod:`nanoforge.vocabulary`) are fitted as the paper's ``Y3`` codes
+(:func:`shape_codes`), so a classifier's class order is that of the paper's shapes list;
+the predictions table names the classes.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from nanoforge.synthesis import metrics as M
 from nanoforge.synthesis import models as models_mod
 from nanoforge.synthesis.protocols import ProtocolSettings, inner_split, make_splits
 from nanoforge.synthesis.runs import HarnessError, run_config, run_spec  # noqa: F401
+from nanoforge.vocabulary import SHAPE_CLASSES, from_paper_code, paper_code
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,16 @@ def design_matrix(design: pl.DataFrame, names: list[str]) -> np.ndarray:
     return frame.select(names).to_numpy().astype(float)
 
 
+def shape_codes(shapes: pl.Series) -> np.ndarray:
+    """Shape classes -> the paper's ``Y3`` codes, which the classifiers fit, so that a model's
+    class order is the paper's whatever the spelling of the classes."""
+    unknown = sorted(set(shapes.drop_nulls().unique().to_list()) - set(SHAPE_CLASSES))
+    if unknown or shapes.null_count():
+        raise HarnessError(f"feature table column shape: {unknown or 'null'} not shape classes of "
+                           f"nanoforge.vocabulary ({', '.join(SHAPE_CLASSES)})")
+    return np.array([paper_code(s) for s in shapes.to_list()], dtype=np.int64)
+
+
 def _score(task: str, y_true, y_pred) -> float:
     """Lower is better: MAE for size, 1 - accuracy for shape."""
     if task == "size":
@@ -65,10 +80,11 @@ def _score(task: str, y_true, y_pred) -> float:
     return float(1.0 - np.mean(np.asarray(y_pred, dtype=object) == np.asarray(y_true, dtype=object)))
 
 
-def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, seed: int = 0,
-                 threads: int = 1, fold_table: dict | None = None,
-                 make_pipeline=None) -> RunResult:
-    """Evaluate ``run`` under ``protocol`` on the feature table ``design``.
+def cross_validate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, seed: int = 0,
+                       threads: int = 1, fold_table: dict | None = None,
+                       make_pipeline=None) -> RunResult:
+    """Cross-validate ``run`` under ``protocol`` on the feature table ``design``: out-of-fold
+    predictions and per-split metrics (see the module docstring).
 
     ``cfg`` is the ``synthesis`` section of the config. ``make_pipeline(params, names)`` may
     replace the model factory (tests use it to record what each fit sees).
@@ -87,8 +103,7 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
         raise HarnessError(f"run {run['name']}: feature set {run['features']!r} is not in synthesis.feature_sets")
     names = feature_names(design, cfg["feature_sets"][run["features"]], with_size)
     X = design_matrix(design, names)
-    target = "size_nm" if task == "size" else "shape"
-    y = design[target].to_numpy()
+    y = design["size_nm"].to_numpy() if task == "size" else shape_codes(design["shape"])
     families = design["family"].to_numpy()
     settings = ProtocolSettings.from_config(cfg, task, fold_table)
     cands = models_mod.candidates(model_cfg)
@@ -143,6 +158,7 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
         if task == "size":
             m = M.size_metrics(y[sp.val].astype(float), pred.astype(float))
         else:
+            pred = np.asarray(pred, dtype=np.int64)  # Y3 codes, as fitted
             m = M.shape_metrics(y[sp.val], pred)
         fold_rows.append({
             "fold": sp.name, "n_train": int(train.size), "n_val": int(sp.val.size), **m,
@@ -160,8 +176,8 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
             block = block.with_columns(pl.Series("size_true_nm", y[sp.val].astype(float)),
                                        pl.Series("size_pred_nm", pred.astype(float)))
         else:
-            block = block.with_columns(pl.Series("shape_true", y[sp.val].astype(str)),
-                                       pl.Series("shape_pred", pred.astype(str)))
+            block = block.with_columns(pl.Series("shape_true", [from_paper_code(c) for c in y[sp.val]], pl.String),
+                                       pl.Series("shape_pred", [from_paper_code(c) for c in pred], pl.String))
         pred_rows.append(block)
     per_fold = pl.DataFrame(fold_rows)
     table = M.summarize(per_fold, task).with_columns(
