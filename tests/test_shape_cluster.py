@@ -95,7 +95,9 @@ def test_clustering_is_deterministic_and_assigns_every_particle(particles):
 
 def test_noise_and_unmeasured_particles_are_kept(particles, classifier):
     desc, truth = particles
-    # 20 six-pointed stars: a group too small for a cluster (min_cluster_size 36) -> noise
+    # 20 six-pointed stars: a group too small for a cluster (min_cluster_size 37) -> noise.
+    # UMAP's graph links them to no other shape, so where they land in the embedding (and
+    # which HDBSCAN cluster they would be counted into) is an accident of the initial layout.
     rng = np.random.default_rng(3)
     stars = describe_masks(render_specs(particle_specs(20, rng, ["six_pointed_star"], size_px=(20, 44)), rng))
     stars = pl.concat([pl.DataFrame({"image_id": ["img0"] * 20, "particle_id": list(range(10_000, 10_020))}), stars],
@@ -111,11 +113,32 @@ def test_noise_and_unmeasured_particles_are_kept(particles, classifier):
     noise = table["cluster_id"] == C.NOISE
     assert summary["noise"] == int(noise.sum())
     assert noise.slice(desc.height, 20).sum() >= 15
+    # another seed (not one lucky layout), and the same stars assigned to the fitted model
+    x = C.feature_matrix(data.head(desc.height + 20), small_params().features)
+    model = C.fit_model(x, small_params(seed=1))
+    assert model.isolated[-20:].sum() >= 15 and not model.isolated[:desc.height].any()
+    assert (model.fit_labels[model.isolated] == C.NOISE).all()
+    _, labels, prob = model.assign(x[-20:])
+    assert (labels[model.isolated[-20:]] == C.NOISE).all() and (prob[labels == C.NOISE] == 0).all()
+    _, labels, _ = model.assign(x[:100])
+    assert (labels >= 0).mean() > 0.9
     assert (table.filter(noise)["cluster_probability"] == 0).all()
     mapping = N.name_clusters(table, data, classifier)
     shapes = N.particle_shapes(table, mapping)
     assert (shapes.filter(noise)["shape"] == NOISE_NAME).all()
     assert shapes.tail(2)["shape"].to_list() == [UNMEASURED_NAME] * 2
+
+
+def test_small_components_of_the_umap_graph():
+    import scipy.sparse as sp
+
+    # points 0-5 linked, 6-8 linked, 9 alone; the edge 5-6 is below max / n_epochs
+    rows, cols, w = [0, 1, 2, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8], [1, 0.9, 0.8, 1, 0.7, 0.001, 1, 0.5]
+    g = sp.coo_matrix((w, (rows, cols)), shape=(10, 10))
+    g = (g + g.T).tocsr()
+    got = C.small_components(g, n_epochs=100, min_cluster_size=4)
+    assert got.tolist() == [False] * 6 + [True] * 4
+    assert C.small_components(g, n_epochs=2000, min_cluster_size=4).tolist() == [False] * 9 + [True]
 
 
 def test_too_few_particles_are_all_noise(particles):

@@ -8,7 +8,9 @@ so that every image or sample contributes) and every other particle is placed wi
 ``prediction_data=True``), in batches of ``batch_size`` rows. Particles of the sample keep
 the labels of the fit itself.
 
-Labels: ``cluster_id`` >= 0 is a cluster; -1 is HDBSCAN noise (kept, named 'noise');
+Labels: ``cluster_id`` >= 0 is a cluster; -1 is noise (kept, named 'noise'): HDBSCAN's
+noise, and every particle of a group that UMAP's neighbour graph leaves unconnected to the
+rest when that group is smaller than ``min_cluster_size`` (see :func:`small_components`);
 -2 marks particles that were not clustered because their descriptors could not be measured
 (descriptor ``status`` other than 'ok': too small, empty or malformed mask).
 ``cluster_probability`` is HDBSCAN's membership strength (0 for noise and unclustered).
@@ -210,22 +212,33 @@ class ShapeModel:
     fit_labels: np.ndarray
     fit_probabilities: np.ndarray
     fit_embedding: np.ndarray
+    isolated: np.ndarray  # fitted particles in a UMAP graph component too small for a cluster
 
     def standardise(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.scale).astype(np.float32)
 
     def assign(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(embedding, labels, probabilities) of new particles."""
+        """(embedding, labels, probabilities) of new particles. A particle whose nearest
+        fitted particle lies in a component too small for a cluster is noise, like it."""
         import hdbscan
 
         if len(x) == 0:
             k = self.params.n_components
             return np.zeros((0, k), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32)
+        z = self.standardise(x)
         with warnings.catch_warnings(), _fast_umap_transform():
             warnings.simplefilter("ignore")
-            emb = self.umap.transform(self.standardise(x))
+            emb = self.umap.transform(z)
         labels, prob = hdbscan.approximate_predict(self.hdbscan, emb)
-        return emb.astype(np.float32), labels.astype(np.int32), prob.astype(np.float32)
+        labels, prob = labels.astype(np.int32), prob.astype(np.float32)
+        if self.isolated.any():
+            from sklearn.neighbors import NearestNeighbors
+
+            fitted = self.umap._raw_data  # the standardised fit sample
+            nearest = NearestNeighbors(n_neighbors=1).fit(fitted).kneighbors(z, return_distance=False)[:, 0]
+            lonely = self.isolated[nearest]
+            labels[lonely], prob[lonely] = NOISE, 0.0
+        return emb.astype(np.float32), labels, prob
 
 
 def fit_model(x: np.ndarray, params: ClusterParams) -> ShapeModel:
@@ -266,8 +279,32 @@ def fit_model(x: np.ndarray, params: ClusterParams) -> ShapeModel:
         prediction_data=True,
         core_dist_n_jobs=max(1, params.threads),
     ).fit(emb)
-    return ShapeModel(params, mean, scale, reducer, clusterer, clusterer.labels_.astype(np.int32),
-                      clusterer.probabilities_.astype(np.float32), emb.astype(np.float32))
+    labels = clusterer.labels_.astype(np.int32)
+    probabilities = clusterer.probabilities_.astype(np.float32)
+    isolated = small_components(reducer.graph_, params.n_epochs, mcs)
+    labels[isolated], probabilities[isolated] = NOISE, 0.0
+    return ShapeModel(params, mean, scale, reducer, clusterer, labels, probabilities,
+                      emb.astype(np.float32), isolated)
+
+
+def small_components(graph, n_epochs: int, min_cluster_size: int) -> np.ndarray:
+    """Mask of the points in a connected component of UMAP's fuzzy neighbour graph that has
+    fewer than ``min_cluster_size`` points, counting only the edges UMAP's layout optimises
+    (weight >= max / ``n_epochs``, as ``umap.umap_.simplicial_set_embedding`` prunes).
+
+    Such a group shares no edge with the rest, so its place in the embedding is not set by
+    any similarity: it stays about where the initial layout (PCA) put it, and HDBSCAN may
+    then count it into whichever cluster lies next to it. Being smaller than a cluster, it
+    is noise."""
+    from scipy.sparse.csgraph import connected_components
+
+    g = graph.tocsr(copy=True)
+    if n_epochs <= 10:  # UMAP prunes by its default epoch count then
+        n_epochs = 500 if g.shape[0] <= 10000 else 200
+    g.data[g.data < g.data.max() / float(n_epochs)] = 0.0
+    g.eliminate_zeros()
+    _, comp = connected_components(g, directed=False)
+    return np.bincount(comp)[comp] < min_cluster_size
 
 
 def _emb_columns(k: int) -> list[str]:
