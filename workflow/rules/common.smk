@@ -27,4 +27,4 @@ def segmentation_json(method, image_set):
 def detector_config_file():
     """The Detectron2 config: relative paths are relative to the repository (the Snakefile)."""
     p = Path(DET_CFG["config"])
-    return str(p if p.is_absolute() else Path(workflow.basedir) / p)
+    return str(p if p.is_absolute() else NANOFORGE_DIR / p)

@@ -14,7 +14,7 @@ SYN_PAIRS = [(p, r) for r, spec in SYN_RUNS.items() for p in spec["protocols"]]
 SYN_UNIMOL = "uni" in SYN["featurize"]["blocks"]
 # The chemicals table is committed with the workflow: a relative path is relative to the
 # workflow's folder, so that it is found from any working directory (-d).
-SYN_CHEMICALS = str(Path(workflow.basedir) / SYN["chemicals"])
+SYN_CHEMICALS = str(NANOFORGE_DIR / SYN["chemicals"])
 # wildcard patterns: the configured run names (all, size runs, shape runs)
 SYN_RUN_RE = "|".join(re.escape(n) for n in SYN_RUNS) or "^$"
 SYN_SIZE_RE = "|".join(re.escape(n) for n in SYN_SIZE_RUNS) or "^$"
