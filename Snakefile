@@ -27,11 +27,15 @@ from nanoforge.config import (  # noqa: E402
     validate_config,
 )
 
+
 configfile: "config.yaml"
+
 
 config.update(validate_config(config))
 
+
 report: "workflow/report/workflow.rst"
+
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/recipes.smk"

@@ -16,6 +16,7 @@ wildcard_constraints:
 # Helpers used by the stage files (they read the stage constants, e.g. TEM_DATASETS, SEG,
 # DET_CFG, when called).
 
+
 def tem_dataset_dir(name):
     return TEM_DATASETS[name].get("path") or f"resources/tem/{name}"
 
