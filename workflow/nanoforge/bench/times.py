@@ -8,7 +8,8 @@ when the job ends, so its modification time is the job's end and ``mtime - s`` i
 The table groups the jobs by stage (the rule file ``workflow/rules/<stage>.smk`` that defines
 the rule) or by rule (``--by rule``): job count, summed job time, longest job, elapsed time
 from the first job's start to the last job's end (jobs of a stage run side by side or
-interleave with other stages, so elapsed and summed times differ), peak memory of one job.
+interleave with other stages, so elapsed and summed times differ), CPU time (all threads;
+on a shared machine a steadier measure of the work than wall time), peak memory of one job.
 ``--since EPOCH`` keeps the jobs that ended after that time (``make run`` passes its start,
 so the table shows that run only). The last line is the whole run's elapsed time.
 """
@@ -72,7 +73,7 @@ def summarise(jobs: pl.DataFrame, by: str = "stage", stages: dict[str, str] | No
     jobs = jobs.with_columns(pl.col("rule").replace_strict(stages, default="(other)").alias("stage"))
     return (jobs.group_by(by)
             .agg(pl.len().alias("jobs"), pl.col("seconds").sum().alias("job_s"),
-                 pl.col("seconds").max().alias("longest_s"),
+                 pl.col("seconds").max().alias("longest_s"), pl.col("cpu_s").sum().alias("cpu_s"),
                  (pl.col("end").max() - pl.col("start").min()).alias("elapsed_s"),
                  pl.col("max_rss_mb").max().alias("peak_mb"))
             .sort("job_s", descending=True))
@@ -86,16 +87,16 @@ def _hms(seconds: float | None) -> str:
 
 
 def format_table(table: pl.DataFrame, jobs: pl.DataFrame, by: str = "stage") -> str:
-    head = f"{by:<26}{'jobs':>6}{'job time':>11}{'longest':>10}{'elapsed':>10}{'peak MB':>9}"
+    head = f"{by:<26}{'jobs':>6}{'job time':>11}{'longest':>10}{'elapsed':>10}{'CPU time':>10}{'peak MB':>9}"
     lines = [head, "-" * len(head)]
     for r in table.iter_rows(named=True):
         peak = "-" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
         lines.append(f"{r[by]:<26}{r['jobs']:>6}{_hms(r['job_s']):>11}{_hms(r['longest_s']):>10}"
-                     f"{_hms(r['elapsed_s']):>10}{peak:>9}")
+                     f"{_hms(r['elapsed_s']):>10}{_hms(r['cpu_s']):>10}{peak:>9}")
     lines.append("-" * len(head))
     total_peak = jobs["max_rss_mb"].max()
     lines.append(f"{'all':<26}{jobs.height:>6}{_hms(jobs['seconds'].sum()):>11}{_hms(jobs['seconds'].max()):>10}"
-                 f"{_hms(jobs['end'].max() - jobs['start'].min()):>10}"
+                 f"{_hms(jobs['end'].max() - jobs['start'].min()):>10}{_hms(jobs['cpu_s'].sum()):>10}"
                  f"{'-' if total_peak is None else format(total_peak, '.0f'):>9}")
     return "\n".join(lines)
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         when = "" if args.since is None else f" since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(args.since))}"
         print(f"no job ran{when} (every output was up to date); all jobs: python -m nanoforge.bench times {root}")
         return 0
-    print(f"Time per {args.by} ({jobs.height} jobs, from {root}; h:mm:ss; job time = the jobs' times added up)")
+    print(f"Time per {args.by} ({jobs.height} jobs, from {root}; h:mm:ss; job time: the jobs' wall times added up)")
     print(format_table(summarise(jobs, args.by, rule_stages(args.rules)), jobs, args.by))
     return 0
 
