@@ -7,6 +7,11 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 # Optional: build only these targets, e.g. make run TARGETS=results/recipes/recipes.parquet
 TARGETS ?=
+# Optional: a configuration overlay merged into config.yaml, e.g. make run OVERLAY=config.paper.yaml
+OVERLAY ?=
+SNAKEMAKE_CONFIG := $(if $(OVERLAY),--configfile $(OVERLAY))
+# When this make started: the time table after `make run` lists the jobs that ran since.
+RUN_START := $(shell date +%s)
 STAMP  := $(VENV)/.installed
 
 .PHONY: setup run test lint report dag clean-venv slurm-up slurm-down
@@ -23,18 +28,21 @@ $(STAMP): requirements.txt pyproject.toml workflow/setup/install_detectron2.sh
 	touch $@
 
 run: setup
-	$(BIN)/snakemake --cores $(CORES) --profile workflow/profiles/local $(TARGETS)
-	$(BIN)/snakemake --cores $(CORES) --report results/report.html $(TARGETS)
+	$(BIN)/snakemake --cores $(CORES) --profile workflow/profiles/local $(SNAKEMAKE_CONFIG) $(TARGETS)
+	$(BIN)/snakemake --cores $(CORES) --report results/report.html $(SNAKEMAKE_CONFIG) $(TARGETS)
+	-@PYTHONPATH=workflow $(BIN)/python -m nanoforge.bench times results/benchmarks --since $(RUN_START)
 
 test: setup
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then bash tests/slurm/start.sh; fi
 	$(BIN)/python -m pytest -q tests
 
+# `make test` runs the same checks (tests/test_conventions.py).
 lint: setup
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 
 report: setup
-	$(BIN)/snakemake --cores $(CORES) --report results/report.html
+	$(BIN)/snakemake --cores $(CORES) --report results/report.html $(SNAKEMAKE_CONFIG)
 
 dag: setup
 	$(BIN)/snakemake --dag | dot -Tsvg > results/dag.svg

@@ -3,6 +3,7 @@ tiny test config, and a helper to run Snakemake there."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 import shutil
@@ -14,6 +15,12 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Tests import this checkout's library, whatever else PYTHONPATH or the virtual environment
+# (an editable install of another checkout) offers: the scripts' helper puts it first.
+_spec = importlib.util.spec_from_file_location("_nanoforge_path", REPO / "workflow" / "scripts" / "_nanoforge_path.py")
+_spec.loader.exec_module(importlib.util.module_from_spec(_spec))
+
 SHARED_DATA = Path(os.environ.get("NANOFORGE_SHARED_DATA", REPO.parent / "shared" / "data"))
 TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))

@@ -80,13 +80,35 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     return filled
 
 
-def load_config(path: str | Path) -> dict:
+def _read_yaml(path: str | Path):
     try:
-        raw = load_yaml_safely(path)
+        return load_yaml_safely(path)
     except FileNotFoundError as exc:
         raise ConfigError(f"config file not found: {path}") from exc
     except SafeLoadError as exc:
         raise ConfigError(f"config file {exc}") from exc
+
+
+def merge_overlay(base: dict, overlay: dict) -> dict:
+    """Merge ``overlay`` into ``base`` key by key, as ``snakemake --configfile`` does: mappings
+    merge recursively, any other value (a list too) replaces the base's. Changes ``base``."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge_overlay(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_config(path: str | Path, *overlays: str | Path) -> dict:
+    """The validated config of ``path`` with the overlay files (e.g. config.paper.yaml)
+    merged in, in order."""
+    raw = _read_yaml(path)
+    for overlay in overlays:
+        extra = _read_yaml(overlay)
+        if not isinstance(raw, dict) or not isinstance(extra, dict):
+            raise ConfigError(f"config files {path} and {overlay} must be mappings of keys to values")
+        merge_overlay(raw, extra)
     return validate_config(raw)
 
 

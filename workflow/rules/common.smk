@@ -16,6 +16,7 @@ wildcard_constraints:
 # Helpers used by the stage files (they read the stage constants, e.g. TEM_DATASETS, SEG,
 # DET_CFG, when called).
 
+
 def tem_dataset_dir(name):
     return TEM_DATASETS[name].get("path") or f"resources/tem/{name}"
 
@@ -27,4 +28,4 @@ def segmentation_json(method, image_set):
 def detector_config_file():
     """The Detectron2 config: relative paths are relative to the repository (the Snakefile)."""
     p = Path(DET_CFG["config"])
-    return str(p if p.is_absolute() else Path(workflow.basedir) / p)
+    return str(p if p.is_absolute() else NANOFORGE_DIR / p)

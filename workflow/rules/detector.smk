@@ -18,16 +18,24 @@ for _d in DET_LABELLED:
         )
 for _s in DET_SYNTHETIC:
     if _s not in SIM_SPLITS:
-        raise ValueError(f"config detector.synthetic_splits: no synthetic split {_s!r} (splits: {SIM_SPLITS})")
+        raise ValueError(
+            f"config detector.synthetic_splits: no synthetic split {_s!r} (splits: {SIM_SPLITS})"
+        )
     if _s == "holdout":
-        raise ValueError("config detector.synthetic_splits: the 'holdout' split is evaluated and must not train the detector")
+        raise ValueError(
+            "config detector.synthetic_splits: the 'holdout' split is evaluated and must not train the detector"
+        )
 
 
 rule train_detector:
     input:
         config=detector_config_file(),
-        synthetic=expand(f"{TEM}/synthetic/{{split}}/annotations.json", split=DET_SYNTHETIC),
-        labelled=expand(f"{TEM}/groundtruth/{{dataset}}_train.json", dataset=DET_LABELLED),
+        synthetic=expand(
+            f"{TEM}/synthetic/{{split}}/annotations.json", split=DET_SYNTHETIC
+        ),
+        labelled=expand(
+            f"{TEM}/groundtruth/{{dataset}}_train.json", dataset=DET_LABELLED
+        ),
     output:
         model=f"{DETECTOR}/model_final.pth",
         config=f"{DETECTOR}/config.yaml",
@@ -37,6 +45,13 @@ rule train_detector:
         f"{LOGS}/train_detector.log",
     benchmark:
         f"{BENCHMARKS}/train_detector.tsv"
+    conda:
+        "../../envs/detectron2.yaml"
+    threads: DET_CFG["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=DET_CFG["gpus"],
     params:
         synthetic_splits=DET_SYNTHETIC,
         labelled=DET_LABELLED,
@@ -45,13 +60,6 @@ rule train_detector:
         overrides=detector_training_overrides(DET_CFG),
         device=DET_CFG["device"],
         seed=config["seed"],
-    threads: DET_CFG["threads"]
-    resources:
-        mem_mb=8000,
-        runtime=240,
-        gpu=DET_CFG["gpus"],
-    conda:
-        "../../envs/detectron2.yaml"
     script:
         "../scripts/train_detector.py"
 
@@ -69,11 +77,13 @@ rule plot_detector_training:
         ),
     log:
         f"{LOGS}/plot_detector_training.log",
+    benchmark:
+        f"{BENCHMARKS}/plot_detector_training.tsv"
+    conda:
+        "../../envs/detectron2.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/detectron2.yaml"
     script:
         "../scripts/plot_detector_training.py"
 
@@ -89,16 +99,16 @@ rule weak_labels:
         f"{LOGS}/weak_labels/{{image_set}}.log",
     benchmark:
         f"{BENCHMARKS}/weak_labels/{{image_set}}.tsv"
-    params:
-        cfg=split_weak_label_config(config["weak_labels"])[0],
-        detector_overrides=split_weak_label_config(config["weak_labels"])[1],
-        device=DET_CFG["device"],
+    conda:
+        "../../envs/detectron2.yaml"
     threads: DET_CFG["threads"]
     resources:
         mem_mb=6000,
         runtime=60,
-    conda:
-        "../../envs/detectron2.yaml"
+    params:
+        cfg=split_weak_label_config(config["weak_labels"])[0],
+        detector_overrides=split_weak_label_config(config["weak_labels"])[1],
+        device=DET_CFG["device"],
     script:
         "../scripts/weak_labels.py"
 
@@ -110,18 +120,22 @@ rule weak_labels_dataset:
         "results/weak_labels/{dataset}/annotations.json",
     log:
         f"{LOGS}/weak_labels_dataset/{{dataset}}.log",
+    benchmark:
+        f"{BENCHMARKS}/weak_labels_dataset/{{dataset}}.tsv"
     wildcard_constraints:
         dataset="|".join(re.escape(n) for n in TEM_DATASETS) or "^$",
+    conda:
+        "../../envs/tem.yaml"
     resources:
         mem_mb=2000,
         runtime=5,
-    conda:
-        "../../envs/tem.yaml"
     script:
         "../scripts/weak_labels_dataset.py"
 
 
 TARGETS += [
     f"{DETECTOR}/training_loss.png",
-    *expand("results/weak_labels/{dataset}/annotations.json", dataset=list(TEM_DATASETS)),
+    *expand(
+        "results/weak_labels/{dataset}/annotations.json", dataset=list(TEM_DATASETS)
+    ),
 ]

@@ -8,18 +8,20 @@ rule download_recipe_dataset:
         "resources/recipes/{name}",
     log:
         f"{LOGS}/download_recipe_dataset/{{name}}.log",
+    benchmark:
+        f"{BENCHMARKS}/download_recipe_dataset/{{name}}.tsv"
+    wildcard_constraints:
+        name="|".join(re.escape(n) for n in config["download"]["files"]) or "^$",
+    retries: 1
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=500,
+        runtime=30,
     params:
         spec=lambda wc: config["download"]["files"][wc.name],
         mirrors=config["download"]["mirrors"],
         timeout=config["download"]["timeout_s"],
-    wildcard_constraints:
-        name="|".join(re.escape(n) for n in config["download"]["files"]) or "^$",
-    retries: 1
-    resources:
-        mem_mb=500,
-        runtime=30,
-    conda:
-        "../../envs/core.yaml"
     script:
         "../scripts/download_recipe_dataset.py"
 
@@ -34,14 +36,16 @@ rule ingest_recipes:
         rejected=f"{RECIPES}/rejected.parquet",
     log:
         f"{LOGS}/ingest_recipes.log",
-    params:
-        sources=config["recipes"]["sources"],
-        bounds=config["recipes"]["bounds"],
+    benchmark:
+        f"{BENCHMARKS}/ingest_recipes.tsv"
+    conda:
+        "../../envs/recipes.yaml"
     resources:
         mem_mb=2000,
         runtime=20,
-    conda:
-        "../../envs/recipes.yaml"
+    params:
+        sources=config["recipes"]["sources"],
+        bounds=config["recipes"]["bounds"],
     script:
         "../scripts/ingest_recipes.py"
 
@@ -59,11 +63,13 @@ rule recipe_quality:
         ),
     log:
         f"{LOGS}/recipe_quality.log",
+    benchmark:
+        f"{BENCHMARKS}/recipe_quality.tsv"
+    conda:
+        "../../envs/recipes.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/recipes.yaml"
     script:
         "../scripts/recipe_quality.py"
 

@@ -16,7 +16,10 @@ SEG_METHODS = config["segmentation"]["methods"]
 # ground-truth sets evaluated: the labelled TEM datasets and the synthetic hold-out split
 SEG_GT = {d: (f"{TEM}/groundtruth/{d}.json", "tem") for d in TEM_GT_DATASETS}
 if "synthetic_holdout" in IMAGE_SET_TABLES:
-    SEG_GT["synthetic_holdout"] = (f"{TEM}/synthetic/holdout/annotations.json", "synthetic_holdout")
+    SEG_GT["synthetic_holdout"] = (
+        f"{TEM}/synthetic/holdout/annotations.json",
+        "synthetic_holdout",
+    )
 
 
 wildcard_constraints:
@@ -33,13 +36,13 @@ rule segment_classical:
         f"{LOGS}/segment_classical/{{image_set}}.log",
     benchmark:
         f"{BENCHMARKS}/segment_classical/{{image_set}}.tsv"
-    params:
-        cfg=config["segmentation"]["classical"],
+    conda:
+        "../../envs/tem.yaml"
     resources:
         mem_mb=3000,
         runtime=30,
-    conda:
-        "../../envs/tem.yaml"
+    params:
+        cfg=config["segmentation"]["classical"],
     script:
         "../scripts/segment_classical.py"
 
@@ -54,11 +57,11 @@ rule measure_particles:
         f"{LOGS}/measure_particles/{{method}}.log",
     benchmark:
         f"{BENCHMARKS}/measure_particles/{{method}}.tsv"
+    conda:
+        "../../envs/tem.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../../envs/tem.yaml"
     script:
         "../scripts/measure_particles.py"
 
@@ -66,7 +69,9 @@ rule measure_particles:
 rule evaluate_segmentation:
     input:
         masks=[segmentation_json(m, s) for m in SEG_METHODS for s in IMAGE_SETS],
-        particles=expand("results/particles/{method}/particles.parquet", method=SEG_METHODS),
+        particles=expand(
+            "results/particles/{method}/particles.parquet", method=SEG_METHODS
+        ),
         groundtruth=[gt for gt, _ in SEG_GT.values()],
         images=[IMAGE_SET_TABLES[s] for s in IMAGE_SETS],
         datasets=[tem_dataset_dir(n) for n in TEM_DATASETS],
@@ -94,17 +99,19 @@ rule evaluate_segmentation:
         ),
     log:
         f"{LOGS}/evaluate_segmentation.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate_segmentation.tsv"
+    conda:
+        "../../envs/tem.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         methods=SEG_METHODS,
         image_sets=IMAGE_SETS,
         groundtruth=SEG_GT,
         datasets=TEM_DATASETS,
         evaluation=config["segmentation"]["evaluation"],
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        "../../envs/tem.yaml"
     script:
         "../scripts/evaluate_segmentation.py"
 

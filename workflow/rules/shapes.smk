@@ -19,15 +19,15 @@ rule shape_descriptors:
         f"{LOGS}/shape_descriptors.log",
     benchmark:
         f"{BENCHMARKS}/shape_descriptors.tsv"
-    params:
-        batch_size=config["shapes"]["descriptors"]["batch_size"],
-        min_area_px=config["shapes"]["descriptors"]["min_area_px"],
+    conda:
+        "../../envs/shapes.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/shapes.yaml"
+    params:
+        batch_size=config["shapes"]["descriptors"]["batch_size"],
+        min_area_px=config["shapes"]["descriptors"]["min_area_px"],
     script:
         "../scripts/shape_descriptors.py"
 
@@ -43,15 +43,15 @@ rule cluster_shapes:
         f"{LOGS}/cluster_shapes.log",
     benchmark:
         f"{BENCHMARKS}/cluster_shapes.tsv"
-    params:
-        cluster=config["shapes"]["cluster"],
-        seed=config["seed"],
+    conda:
+        "../../envs/shapes.yaml"
     threads: 1
     resources:
         mem_mb=12000,
         runtime=60,
-    conda:
-        "../../envs/shapes.yaml"
+    params:
+        cluster=config["shapes"]["cluster"],
+        seed=config["seed"],
     script:
         "../scripts/cluster_shapes.py"
 
@@ -69,15 +69,17 @@ rule name_shape_clusters:
         shapes=f"{SHAPES_DIR}/particle_shapes.parquet",
     log:
         f"{LOGS}/name_shape_clusters.log",
+    benchmark:
+        f"{BENCHMARKS}/name_shape_clusters.tsv"
+    conda:
+        "../../envs/shapes.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=20,
     params:
         naming=config["shapes"]["naming"],
         overrides=config["shapes"]["cluster_names"],
         seed=config["seed"],
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    conda:
-        "../../envs/shapes.yaml"
     script:
         "../scripts/name_shape_clusters.py"
 
@@ -94,13 +96,15 @@ rule sample_labels:
         recipes=f"{SHAPES_DIR}/recipe_tem_labels.parquet",
     log:
         f"{LOGS}/sample_labels.log",
-    params:
-        labels=config["shapes"]["labels"],
+    benchmark:
+        f"{BENCHMARKS}/sample_labels.tsv"
+    conda:
+        "../../envs/shapes.yaml"
     resources:
         mem_mb=4000,
         runtime=20,
-    conda:
-        "../../envs/shapes.yaml"
+    params:
+        labels=config["shapes"]["labels"],
     script:
         "../scripts/sample_labels.py"
 
@@ -113,13 +117,15 @@ rule label_recipes:
         f"{RECIPES}/recipes_labelled.parquet",
     log:
         f"{LOGS}/label_recipes.log",
-    params:
-        precedence=config["shapes"]["labels"]["precedence"],
+    benchmark:
+        f"{BENCHMARKS}/label_recipes.tsv"
+    conda:
+        "../../envs/shapes.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/shapes.yaml"
+    params:
+        precedence=config["shapes"]["labels"]["precedence"],
     script:
         "../scripts/label_recipes.py"
 
@@ -136,14 +142,16 @@ rule shape_embedding_figure:
         ),
     log:
         f"{LOGS}/shape_embedding_figure.log",
-    params:
-        n_points=config["shapes"]["figures"]["embedding_points"],
-        seed=config["seed"],
+    benchmark:
+        f"{BENCHMARKS}/shape_embedding_figure.tsv"
+    conda:
+        "../../envs/shapes.yaml"
     resources:
         mem_mb=3000,
         runtime=10,
-    conda:
-        "../../envs/shapes.yaml"
+    params:
+        n_points=config["shapes"]["figures"]["embedding_points"],
+        seed=config["seed"],
     script:
         "../scripts/shape_embedding_figure.py"
 
@@ -162,13 +170,15 @@ rule shape_gallery_figure:
         ),
     log:
         f"{LOGS}/shape_gallery_figure.log",
-    params:
-        per_cluster=config["shapes"]["figures"]["gallery_per_cluster"],
+    benchmark:
+        f"{BENCHMARKS}/shape_gallery_figure.tsv"
+    conda:
+        "../../envs/shapes.yaml"
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../../envs/shapes.yaml"
+    params:
+        per_cluster=config["shapes"]["figures"]["gallery_per_cluster"],
     script:
         "../scripts/shape_gallery_figure.py"
 
@@ -185,13 +195,15 @@ rule shape_shares_figure:
         ),
     log:
         f"{LOGS}/shape_shares_figure.log",
-    params:
-        variable=config["shapes"]["figures"]["recipe_variable"],
+    benchmark:
+        f"{BENCHMARKS}/shape_shares_figure.tsv"
+    conda:
+        "../../envs/shapes.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/shapes.yaml"
+    params:
+        variable=config["shapes"]["figures"]["recipe_variable"],
     script:
         "../scripts/shape_shares_figure.py"
 

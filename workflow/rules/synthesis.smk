@@ -14,7 +14,7 @@ SYN_PAIRS = [(p, r) for r, spec in SYN_RUNS.items() for p in spec["protocols"]]
 SYN_UNIMOL = "uni" in SYN["featurize"]["blocks"]
 # The chemicals table is committed with the workflow: a relative path is relative to the
 # workflow's folder, so that it is found from any working directory (-d).
-SYN_CHEMICALS = str(Path(workflow.basedir) / SYN["chemicals"])
+SYN_CHEMICALS = str(NANOFORGE_DIR / SYN["chemicals"])
 # wildcard patterns: the configured run names (all, size runs, shape runs)
 SYN_RUN_RE = "|".join(re.escape(n) for n in SYN_RUNS) or "^$"
 SYN_SIZE_RE = "|".join(re.escape(n) for n in SYN_SIZE_RUNS) or "^$"
@@ -26,14 +26,16 @@ rule unimol_descriptors:
         SYN["unimol"]["path"],
     log:
         f"{LOGS}/unimol_descriptors.log",
-    params:
-        sha256=SYN["unimol"]["sha256"],
-        mirrors=config["download"]["mirrors"],
+    benchmark:
+        f"{BENCHMARKS}/unimol_descriptors.tsv"
+    conda:
+        "../../envs/synthesis.yaml"
     resources:
         mem_mb=500,
         runtime=10,
-    conda:
-        "../../envs/synthesis.yaml"
+    params:
+        sha256=SYN["unimol"]["sha256"],
+        mirrors=config["download"]["mirrors"],
     script:
         "../scripts/fetch_unimol_vectors.py"
 
@@ -55,14 +57,14 @@ rule featurize_recipes:
         f"{LOGS}/featurize_recipes.log",
     benchmark:
         f"{BENCHMARKS}/featurize_recipes.tsv"
-    params:
-        sources=SYN["sources"],
-        featurize=SYN["featurize"],
+    conda:
+        "../../envs/synthesis.yaml"
     resources:
         mem_mb=4000,
         runtime=20,
-    conda:
-        "../../envs/synthesis.yaml"
+    params:
+        sources=SYN["sources"],
+        featurize=SYN["featurize"],
     script:
         "../scripts/featurize_recipes.py"
 
@@ -81,15 +83,15 @@ rule evaluate_synthesis:
     wildcard_constraints:
         protocol="P|G|U",
         run=SYN_RUN_RE,
-    params:
-        synthesis=lambda wc: run_config(SYN, wc.run),
-        seed=config["seed"],
+    conda:
+        "../../envs/synthesis.yaml"
     threads: SYN["threads"]
     resources:
         mem_mb=6000,
         runtime=120,
-    conda:
-        "../../envs/synthesis.yaml"
+    params:
+        synthesis=lambda wc: run_config(SYN, wc.run),
+        seed=config["seed"],
     script:
         "../scripts/evaluate_synthesis.py"
 
@@ -106,14 +108,16 @@ rule synthesis_parity_plot:
         ),
     log:
         f"{LOGS}/synthesis_parity_plot/{{protocol}}/{{run}}.log",
+    benchmark:
+        f"{BENCHMARKS}/synthesis_parity_plot/{{protocol}}/{{run}}.tsv"
     wildcard_constraints:
         protocol="P|G|U",
         run=SYN_SIZE_RE,
+    conda:
+        "../../envs/synthesis.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/synthesis.yaml"
     script:
         "../scripts/synthesis_figure.py"
 
@@ -131,14 +135,16 @@ rule synthesis_confusion_matrix:
         ),
     log:
         f"{LOGS}/synthesis_confusion_matrix/{{protocol}}/{{run}}.log",
+    benchmark:
+        f"{BENCHMARKS}/synthesis_confusion_matrix/{{protocol}}/{{run}}.tsv"
     wildcard_constraints:
         protocol="P|G|U",
         run=SYN_SHAPE_RE,
+    conda:
+        "../../envs/synthesis.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/synthesis.yaml"
     script:
         "../scripts/synthesis_figure.py"
 
@@ -155,11 +161,13 @@ rule synthesis_comparison:
         ),
     log:
         f"{LOGS}/synthesis_comparison.log",
+    benchmark:
+        f"{BENCHMARKS}/synthesis_comparison.tsv"
+    conda:
+        "../../envs/synthesis.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/synthesis.yaml"
     script:
         "../scripts/synthesis_comparison.py"
 

@@ -1,6 +1,8 @@
 # TEM images: dataset folders into resources/, ingestion with calibration, ground truth split
 # by image, and synthetic images with exact ground truth.
 
+from nanoforge.job_resources import ingest_tem_mem_mb
+
 TEM = "results/tem"
 TEM_DATASETS = config["tem"]["datasets"]
 TEM_GT_DATASETS = [n for n, d in TEM_DATASETS.items() if d.get("ground_truth")]
@@ -12,16 +14,18 @@ rule mirror_tem_dataset:
         directory("resources/tem/{dataset}"),
     log:
         f"{LOGS}/mirror_tem_dataset/{{dataset}}.log",
-    params:
-        spec=lambda wc: TEM_DATASETS[wc.dataset],
-        mirrors=config["download"]["mirrors"],
+    benchmark:
+        f"{BENCHMARKS}/mirror_tem_dataset/{{dataset}}.tsv"
     wildcard_constraints:
         dataset="|".join(re.escape(n) for n in TEM_DATASETS) or "^$",
+    conda:
+        "../../envs/core.yaml"
     resources:
         mem_mb=500,
         runtime=10,
-    conda:
-        "../../envs/core.yaml"
+    params:
+        spec=lambda wc: TEM_DATASETS[wc.dataset],
+        mirrors=config["download"]["mirrors"],
     script:
         "../scripts/mirror_tem_dataset.py"
 
@@ -36,14 +40,17 @@ rule ingest_tem:
         pngs=directory(f"{TEM}/images"),
     log:
         f"{LOGS}/ingest_tem.log",
+    benchmark:
+        f"{BENCHMARKS}/ingest_tem.tsv"
+    conda:
+        "../../envs/tem.yaml"
+    resources:
+        # measured: about 31 MB per megapixel of the largest image (nanoforge.job_resources)
+        mem_mb=lambda wc, input: ingest_tem_mem_mb(input.datasets),
+        runtime=30,
     params:
         datasets=TEM_DATASETS,
         tem=config["tem"],
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        "../../envs/tem.yaml"
     script:
         "../scripts/ingest_tem.py"
 
@@ -58,17 +65,19 @@ rule tem_groundtruth:
         holdout=f"{TEM}/groundtruth/{{dataset}}_holdout.json",
     log:
         f"{LOGS}/tem_groundtruth/{{dataset}}.log",
+    benchmark:
+        f"{BENCHMARKS}/tem_groundtruth/{{dataset}}.tsv"
+    wildcard_constraints:
+        dataset="|".join(re.escape(n) for n in TEM_GT_DATASETS) or "^$",
+    conda:
+        "../../envs/tem.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         spec=lambda wc: TEM_DATASETS[wc.dataset],
         seed=config["seed"],
         images_root=lambda wc, input: str(Path(input.images).parent / "images"),
-    wildcard_constraints:
-        dataset="|".join(re.escape(n) for n in TEM_GT_DATASETS) or "^$",
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/tem.yaml"
     script:
         "../scripts/tem_groundtruth.py"
 
@@ -82,18 +91,18 @@ rule simulate_tem:
         f"{LOGS}/simulate_tem/{{split}}.log",
     benchmark:
         f"{BENCHMARKS}/simulate_tem/{{split}}.tsv"
-    params:
-        n=lambda wc: config["simulate"]["splits"][wc.split],
-        simulate=simulation_settings(config["simulate"]),
-        seed=config["seed"],
     wildcard_constraints:
         split="|".join(re.escape(s) for s in SIM_SPLITS) or "^$",
+    conda:
+        "../../envs/tem.yaml"
     threads: 2
     resources:
         mem_mb=3000,
         runtime=30,
-    conda:
-        "../../envs/tem.yaml"
+    params:
+        n=lambda wc: config["simulate"]["splits"][wc.split],
+        simulate=simulation_settings(config["simulate"]),
+        seed=config["seed"],
     script:
         "../scripts/simulate_tem.py"
 
@@ -110,14 +119,16 @@ rule simulate_figure:
         ),
     log:
         f"{LOGS}/simulate_figure.log",
-    params:
-        real=config["simulate"]["figure_real_images"],
-        seed=config["seed"],
+    benchmark:
+        f"{BENCHMARKS}/simulate_figure.tsv"
+    conda:
+        "../../envs/tem.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/tem.yaml"
+    params:
+        real=config["simulate"]["figure_real_images"],
+        seed=config["seed"],
     script:
         "../scripts/simulate_figure.py"
 

@@ -23,7 +23,11 @@ evaluates every G run on N other partitions of the recipe families into folds
 standard deviation next to the standard (GroupKFold) partition's: how much a G figure owes
 to which families happen to share a fold. For example::
 
-    python -m nanoforge.bench synthesis --evaluate --runs size_vote_chem --protocols G --g-partitions 8
+    python -m nanoforge.bench synthesis --evaluate --config config.yaml config.paper.yaml \\
+        --runs size_vote_chem --protocols G --g-partitions 8
+
+(``size_vote_chem`` and the other baselines of the paper comparison are runs of the overlay
+``config.paper.yaml``; the default config.yaml holds the best run of each task and protocol.)
 """
 
 from __future__ import annotations
@@ -183,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default="results/synthesis", help="folder of the harness's results")
     ap.add_argument("--evaluate", action="store_true", help="run the harness here instead of reading results")
-    ap.add_argument("--config", default="config.yaml", help="config for --evaluate")
+    ap.add_argument("--config", nargs="+", default=["config.yaml"],
+                    help="config for --evaluate, then overlays merged into it (e.g. config.yaml config.paper.yaml)")
     ap.add_argument("--features", default="results/features/recipe_features.parquet",
                     help="feature table for --evaluate")
     ap.add_argument("--runs", nargs="*", help="--evaluate: only these runs")
@@ -203,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         from nanoforge.synthesis.harness import cross_validate_run
         from nanoforge.synthesis.stage import read_fold_table
 
-        cfg = load_config(args.config)
+        cfg = load_config(*args.config)
         syn = cfg["synthesis"]
         design = pl.read_parquet(args.features)
         folds = read_fold_table(syn["folds"]) if syn["folds"] else None
