@@ -15,6 +15,7 @@ images, rejected = ingest(
     high_pct=tem["normalise"]["high_pct"],
     min_size_px=tem["min_size_px"],
     plausible_nm_per_px=tuple(tem["plausible_nm_per_px"]),
+    scale_bar=tem["scale_bar"],
 )
 images.write_parquet(snakemake.output.images)
 rejected.write_parquet(snakemake.output.rejected)

@@ -251,6 +251,11 @@ def label_prior(value: float, unit: str) -> float:
     return prior * (0.75 if unit == "pm" else 1.0)
 
 
+def _disk(r: int) -> np.ndarray:
+    y, x = np.mgrid[-r : r + 1, -r : r + 1]
+    return x * x + y * y <= r * r
+
+
 def _glyph_lines(tmask: np.ndarray):
     """Connected components of a text-colour mask grouped into text lines: a list of
     (r0, r1, c0, c1, component ids) and the label image.
@@ -260,6 +265,9 @@ def _glyph_lines(tmask: np.ndarray):
     other filled blobs. Lines grow from the tallest glyphs; a glyph joins a line that its
     rows overlap and that is near horizontally. Small marks (a decimal point, the ring of
     Å) then join the line they sit in or just above."""
+    # filled blobs wider than a stroke (particles behind or touching the text) are taken out
+    blobs = ndimage.binary_opening(tmask, structure=_disk(4))
+    tmask = tmask & ~ndimage.binary_dilation(blobs, iterations=1)
     lab, n = ndimage.label(tmask, structure=np.ones((3, 3)))
     if n == 0:
         return [], lab
@@ -274,20 +282,20 @@ def _glyph_lines(tmask: np.ndarray):
         elif hh <= 150 and ww <= 3 * hh and 2 * radius[k - 1] <= 0.45 * hh + 1:
             glyphs.append(g)
     glyphs.sort(key=lambda g: -(g[1] - g[0]))
-    lines = []
+    lines = []  # [r0, r1, c0, c1, ids, seed height, seed r0, seed r1]
     for g in glyphs:
         gh = g[1] - g[0]
         for ln in lines:
-            lh = ln[1] - ln[0]
-            overlap = min(g[1], ln[1]) - max(g[0], ln[0])
+            sh = ln[5]
+            overlap = min(g[1], ln[7]) - max(g[0], ln[6])
             gap = max(g[2] - ln[3], ln[2] - g[3], 0)
-            if overlap >= 0.5 * min(gh, lh) and gap <= 1.6 * lh and gh >= 0.3 * lh:
+            if overlap >= 0.5 * min(gh, sh) and gap <= 1.6 * sh and 0.3 * sh <= gh <= 1.3 * sh:
                 ln[0], ln[1] = min(ln[0], g[0]), max(ln[1], g[1])
                 ln[2], ln[3] = min(ln[2], g[2]), max(ln[3], g[3])
                 ln[4].append(g[4])
                 break
         else:
-            lines.append([g[0], g[1], g[2], g[3], [g[4]]])
+            lines.append([g[0], g[1], g[2], g[3], [g[4]], gh, g[0], g[1]])
     lines = [ln for ln in lines if len(ln[4]) >= 2]
     for m in marks + [g for g in glyphs if not any(g[4] in ln[4] for ln in lines)]:
         for ln in lines:
@@ -297,20 +305,22 @@ def _glyph_lines(tmask: np.ndarray):
                 ln[4].append(m[4])
                 ln[0] = min(ln[0], m[0])
                 break
-    return [tuple(ln) for ln in lines], lab
+    return [tuple(ln[:5]) for ln in lines], lab
 
 
-def _ocr_line(win: np.ndarray, lab: np.ndarray, line, ink: float, bg: float, glyph_h: int) -> tuple[str, float]:
+def _ocr_line(win: np.ndarray, lab: np.ndarray, line, ink: float, bg: float, glyph_h: int,
+              masked: bool = True) -> tuple[str, float]:
     """Tesseract on one text line: the grey pixels of its glyphs (and 1 px around them, for
-    the anti-aliased edges) as dark text on white, everything else white, enlarged so the
-    line is ``glyph_h`` px tall. Returns (text, lowest word confidence 0..1)."""
+    the anti-aliased edges) as dark text on white, everything else white (``masked``; else
+    the whole grey box of the line, for glyphs that touch a particle), enlarged so the line
+    is ``glyph_h`` px tall. Returns (text, lowest word confidence 0..1)."""
     import pytesseract
     from PIL import Image
 
     r0, r1, c0, c1, ids = line
     pad = max(4, (r1 - r0) // 2)
     sl = (slice(max(r0 - pad, 0), r1 + pad), slice(max(c0 - pad, 0), c1 + pad))
-    keep = ndimage.binary_dilation(np.isin(lab[sl], ids), iterations=1)
+    keep = ndimage.binary_dilation(np.isin(lab[sl], ids), iterations=1) if masked else np.ones(lab[sl].shape, bool)
     # grey -> 0 at the ink, 255 at the background, whatever the polarity
     g = np.clip((win[sl].astype(float) - ink) / (bg - ink if abs(bg - ink) > 1 else 1.0), 0, 1) * 255
     img = np.where(keep, g, 255).astype(np.uint8)
@@ -356,7 +366,8 @@ def _plain_box(gray: np.ndarray, bar: Bar):
 
 
 def read_label(gray: np.ndarray, bar: Bar, cfg: dict | None = None):
-    """(label text, (value, unit), OCR confidence, label box) of the text nearest ``bar``,
+    """(label text, (value, unit), confidence, label box) of the text nearest ``bar``
+    (confidence: Tesseract's lowest word confidence times :func:`label_prior`),
     or (None, None, 0, None) when no line near it reads as a length."""
     c = {**DEFAULTS, **(cfg or {})}
     h, w = gray.shape
@@ -373,7 +384,7 @@ def read_label(gray: np.ndarray, bar: Bar, cfg: dict | None = None):
     # text of the bar's colour: within half the bar's contrast with its surroundings
     near = [gray[r, bar.c0 : bar.c1] for r in (bar.r0 - 2, bar.r1 + 1) if 0 <= r < h]
     bg = float(np.median(np.concatenate(near))) if near else float(np.median(win))
-    tol = min(80.0, 0.5 * abs(bg - ink))
+    tol = min(60.0, 0.35 * abs(bg - ink))
     tmask = np.abs(win - ink) <= max(tol, 10.0)
     tmask[bar.r0 - R0 : bar.r1 - R0, bar.c0 - C0 : bar.c1 - C0] = False
     lines, lab = _glyph_lines(tmask)
@@ -387,10 +398,16 @@ def read_label(gray: np.ndarray, bar: Bar, cfg: dict | None = None):
     lines.sort(key=dist)
     best = (None, None, 0.0, None)
     for ln in lines[:3]:
-        # Tesseract's confidence depends on the glyph size it sees: up to three sizes
-        for glyph_h in (c["glyph_height_px"], 0.7 * c["glyph_height_px"], 1.4 * c["glyph_height_px"]):
-            text, conf = _ocr_line(win, lab, ln, ink, bg, int(glyph_h))
+        # Tesseract's confidence depends on the glyph size it sees: up to three sizes, then
+        # the whole grey box of the line (a glyph that touches a particle is not a glyph)
+        # (there only the darkest greys, or the lightest for white text, stay: within 1.6 times
+        # the text tolerance of the ink)
+        gh = c["glyph_height_px"]
+        soft = ink + math.copysign(1.6 * max(tol, 10.0), bg - ink)
+        for glyph_h, masked in ((gh, True), (0.7 * gh, True), (1.4 * gh, True), (gh, False), (0.7 * gh, False)):
+            text, conf = _ocr_line(win, lab, ln, ink, bg if masked else soft, int(glyph_h), masked)
             parsed = parse_label(text)
+            conf = conf * label_prior(*parsed) if parsed else 0.0
             if parsed and (best[1] is None or conf > best[2]):
                 best = (text, parsed, conf, (ln[0] + R0, ln[1] + R0, ln[2] + C0, ln[3] + C0))
             if best[1] is not None and best[2] >= c["min_confidence"]:
@@ -448,14 +465,14 @@ def read_scale_bar(gray: np.ndarray, cfg: dict | None = None) -> ScaleBarReading
             bar = unread[0]
             return ScaleBarReading(reason="bar found but no label read as a length near it",
                                    bar_box=(bar.r0, bar.r1, bar.c0, bar.c1), bar_length_px=round(bar.length_px, 2),
-                                   n_bars=len(bars))
+                                   n_bars=len(bars), boxes=[_pad((bar.r0, bar.r1, bar.c0, bar.c1), gray.shape)])
         return ScaleBarReading(reason="only bars cut by the image edge, no label read", n_bars=len(bars))
     results = []
     for bar, text, (value, unit), conf, box in read:
         nm = value * UNITS_NM[unit] / bar.length_px
         rag = 1.0 if bar.raggedness <= 1 else max(0.0, 1.0 - 0.15 * (bar.raggedness - 1))
         results.append(ScaleBarReading(
-            nm_per_px=nm, confidence=round(conf * rag * label_prior(value, unit), 3), bar_length_px=round(bar.length_px, 2),
+            nm_per_px=nm, confidence=round(conf * rag, 3), bar_length_px=round(bar.length_px, 2),
             label=f"{value:g} {unit}", value_nm=value * UNITS_NM[unit],
             bar_box=(bar.r0, bar.r1, bar.c0, bar.c1), label_box=box,
             boxes=[_pad((bar.r0, bar.r1, bar.c0, bar.c1), gray.shape), _pad(box, gray.shape)],
@@ -487,3 +504,34 @@ def ignore_mask(shape, reading: ScaleBarReading) -> np.ndarray | None:
     for r0, r1, c0, c1 in reading.boxes:
         m[r0:r1, c0:c1] = True
     return m
+
+
+def write_ignore_mask(path, mask: np.ndarray) -> None:
+    """Save an ignore mask as an 8-bit PNG (255 = not specimen)."""
+    from PIL import Image
+
+    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(path)
+
+
+def load_ignore_mask(row: dict, shape) -> np.ndarray | None:
+    """The ignore mask of an images-table row (column ``ignore_mask``), or None."""
+    path = row.get("ignore_mask")
+    if not path:
+        return None
+    from PIL import Image
+
+    with Image.open(path) as im:
+        m = np.asarray(im.convert("L")) > 127
+    if m.shape != tuple(shape):
+        raise ValueError(f"ignore mask {path} is {m.shape[1]}x{m.shape[0]} px, its image "
+                         f"{row.get('image_id')} is {shape[1]}x{shape[0]}")
+    return m
+
+
+def masked_fraction(mask: np.ndarray, crop: np.ndarray, row0: int, col0: int) -> float:
+    """Share of an instance (boolean crop at row0, col0) that lies in ``mask``."""
+    n = int(crop.sum())
+    if n == 0:
+        return 0.0
+    sub = mask[row0 : row0 + crop.shape[0], col0 : col0 + crop.shape[1]]
+    return float((sub & crop[: sub.shape[0], : sub.shape[1]]).sum()) / n
