@@ -16,11 +16,16 @@ works on an 8-bit grey image in four steps:
    (not the bar itself, not huge blobs) are grouped into text lines; the lines nearest the
    bar are cut out as clean black-on-white images (only the glyph pixels, so particles
    behind the text vanish), enlarged to a glyph height Tesseract reads well, and read by
-   Tesseract OCR (``pytesseract``; Debian package ``tesseract-ocr``) as one line.
+   Tesseract OCR (``pytesseract``; Debian package ``tesseract-ocr``) as one line. Tesseract
+   often reads µ as p: when it reads pm or µm, the glyph before the m decides (a p has a
+   closed bowl, a µ has none).
 3. *Parse.* The text must contain a number and a length unit: pm, Å, nm, µm (also um, μm)
    or mm (a comma is a decimal point). The first line that parses is the label.
-4. *Decide.* ``nm_per_px = value * unit / bar length``. The confidence is Tesseract's word
-   confidence (0..1) times a penalty when the bar's ends are ragged. Several labelled bars
+4. *Decide.* ``nm_per_px = value * unit / bar length``. The confidence is Tesseract's lowest
+   word confidence (0..1; a word with µ or Å counts at least ``RARE_SYMBOL_CONF``, as
+   Tesseract doubts these symbols even when right), times :func:`label_prior` (unusual
+   values and pm, which OCR also makes of µm, count less), times a penalty when the bar's
+   ends are ragged. Several labelled bars
    must agree within ``agree_tol`` (else: "two bars that disagree"); a reading below
    ``min_confidence`` or outside ``plausible_nm_per_px`` is returned with its reason and
    ``nm_per_px`` None, so the caller falls through to its next rule.
@@ -55,14 +60,14 @@ DEFAULTS = {
     "min_confidence": 0.6,
     "agree_tol": 0.02,
     "plausible_nm_per_px": [0.001, 10000.0],
-    "max_bars": 6,  # bars per polarity read (longest first)
+    "max_bars": 4,  # bars per polarity read (longest first)
 }
 
 UNITS_NM = {"pm": 1e-3, "Å": 0.1, "nm": 1.0, "µm": 1e3, "mm": 1e6}
 # what OCR may write for each unit (after lower-casing where safe)
 _UNIT_RE = r"(pm|nm|[µμu]m|mm|Å|A)"
 _LABEL_RE = re.compile(r"(\d+(?:[.,]\d+)?)\s*" + _UNIT_RE + r"(?![A-Za-z])")
-OCR_WHITELIST = "0123456789.,nmpuµμÅA "
+RARE_SYMBOL_CONF = 0.7
 
 
 @dataclasses.dataclass
@@ -199,6 +204,12 @@ def find_bars(gray: np.ndarray, cfg: dict | None = None) -> list[Bar]:
                 continue  # the same bar at the other level
             bar.length_px = _measure_length(gray, bar)
             bars.append(bar)
+    # the margin of a plain box right above or below a bar of the other colour is not a bar
+    def box_margin(a: Bar) -> bool:
+        return any(b.polarity != a.polarity and (0 <= b.r0 - a.r1 <= 2 or 0 <= a.r0 - b.r1 <= 2)
+                   and b.c0 >= a.c0 - 1 and b.c1 <= a.c1 + 1 and b.length_px < a.length_px for b in bars)
+
+    bars = [b for b in bars if not box_margin(b)]
     bars.sort(key=lambda b: -b.length_px)
     return bars
 
@@ -242,12 +253,19 @@ def parse_label(text: str) -> tuple[float, str] | None:
 
 
 def label_prior(value: float, unit: str) -> float:
-    """How usual a label is: 1 for a value of the 1-2-2.5-5 series (1, 2, 2.5, 5, 10, 20,
-    25, 50, ... and 0.1, 0.2, 0.5) in nm, µm, Å or mm; 0.75 for any other value (300 nm
-    is rare, a misread 250 -> 750 or 25 -> 5 often gives one); a further 0.75 for pm,
-    which OCR also writes for a µ it cannot read."""
-    mant = value / 10 ** math.floor(math.log10(value))
-    prior = 1.0 if any(abs(mant - m) < 1e-6 for m in (1, 2, 2.5, 5)) else 0.75
+    """How usual a label is, as a factor on the confidence: 1 for a value of the 1-2-2.5-5
+    series (1, 2, 2.5, 5, 10, 20, 25, 50, ..., 0.1, 0.2, 0.5); 0.75 for one other significant
+    digit or 1.5 (300 nm, 0.15 µm: rare); 0.4 for anything else (a label such as 106 nm
+    or 23 nm is far more often a misread 100 nm or 25 nm than a real label, so it never
+    calibrates at the default ``min_confidence``). A further 0.75 for pm, which OCR also
+    makes of µm."""
+    mant = round(value / 10 ** math.floor(math.log10(value)), 6)
+    if mant in (1, 2, 2.5, 5):
+        prior = 1.0
+    elif mant in (1.5, 3, 4, 6, 7, 8, 9):
+        prior = 0.75
+    else:
+        prior = 0.4
     return prior * (0.75 if unit == "pm" else 1.0)
 
 
@@ -331,9 +349,35 @@ def _ocr_line(win: np.ndarray, lab: np.ndarray, line, ink: float, bg: float, gly
         pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.LANCZOS)
     data = pytesseract.image_to_data(pil, lang="eng", config="--psm 7", output_type=pytesseract.Output.DICT)
     words = [(t, float(cf)) for t, cf in zip(data["text"], data["conf"]) if str(t).strip() and float(cf) >= 0]
-    text = " ".join(t for t, _ in words)
-    conf = min((cf for _, cf in words), default=0.0) / 100.0
-    return text, conf
+    return " ".join(t for t, _ in words), words
+
+
+def _words_conf(words, skip_unit: bool = False) -> float:
+    """Lowest word confidence (0..1). Tesseract is unsure of the rare symbols µ and Å even
+    when it reads them right: a word with one counts at least RARE_SYMBOL_CONF;
+    ``skip_unit``: a word that is only the unit (checked by its glyphs) does not count."""
+    confs = []
+    for t, cf in words:
+        if skip_unit and re.fullmatch(r"[pµμu]m", t):
+            continue
+        confs.append(max(cf, 100 * RARE_SYMBOL_CONF) if any(ch in t for ch in "µμÅ") else cf)
+    return min(confs, default=0.0) / 100.0
+
+
+def _micro_or_pico(lab: np.ndarray, line) -> str | None:
+    """"µm" or "pm" from the glyph before the final m: a p has a closed bowl (a hole), a µ
+    has none. None when the line's last glyphs do not look like that pair."""
+    r0, r1, c0, c1, ids = line
+    objs = ndimage.find_objects(lab)
+    comps = sorted((objs[k - 1][1].start, k) for k in ids if objs[k - 1] is not None
+                   and objs[k - 1][0].stop - objs[k - 1][0].start >= 0.3 * (r1 - r0))
+    if len(comps) < 3:
+        return None
+    k = comps[-2][1]
+    sl = objs[k - 1]
+    g = lab[sl] == k
+    holes = ndimage.binary_fill_holes(g) & ~g
+    return "pm" if holes.sum() >= 2 else "µm"
 
 
 def _plain_box(gray: np.ndarray, bar: Bar):
@@ -404,10 +448,20 @@ def read_label(gray: np.ndarray, bar: Bar, cfg: dict | None = None):
         # the text tolerance of the ink)
         gh = c["glyph_height_px"]
         soft = ink + math.copysign(1.6 * max(tol, 10.0), bg - ink)
-        for glyph_h, masked in ((gh, True), (0.7 * gh, True), (1.4 * gh, True), (gh, False), (0.7 * gh, False)):
-            text, conf = _ocr_line(win, lab, ln, ink, bg if masked else soft, int(glyph_h), masked)
+        digits = False
+        for k, (glyph_h, masked) in enumerate(((gh, True), (gh, False), (0.7 * gh, True), (1.4 * gh, True),
+                                               (0.7 * gh, False))):
+            if k == 2 and not digits:
+                break  # two looks found no digit: not a label
+            text, words = _ocr_line(win, lab, ln, ink, bg if masked else soft, int(glyph_h), masked)
+            digits = digits or any(ch.isdigit() for ch in text)
             parsed = parse_label(text)
-            conf = conf * label_prior(*parsed) if parsed else 0.0
+            if not parsed:
+                continue
+            seen = _micro_or_pico(lab, ln) if parsed[1] in ("pm", "µm") else None
+            if seen is not None:  # Tesseract often reads µ as p: the glyph decides
+                parsed = (parsed[0], seen)
+            conf = _words_conf(words, skip_unit=seen is not None) * label_prior(*parsed)
             if parsed and (best[1] is None or conf > best[2]):
                 best = (text, parsed, conf, (ln[0] + R0, ln[1] + R0, ln[2] + C0, ln[3] + C0))
             if best[1] is not None and best[2] >= c["min_confidence"]:
@@ -535,3 +589,64 @@ def masked_fraction(mask: np.ndarray, crop: np.ndarray, row0: int, col0: int) ->
         return 0.0
     sub = mask[row0 : row0 + crop.shape[0], col0 : col0 + crop.shape[1]]
     return float((sub & crop[: sub.shape[0], : sub.shape[1]]).sum()) / n
+
+
+# ---------------------------------------------------------------------------------------
+# overlays and the report figure
+# ---------------------------------------------------------------------------------------
+
+
+def describe(reading: ScaleBarReading) -> str:
+    """One line: what was read and what came of it."""
+    if reading.nm_per_px is not None:
+        return (f"{reading.label} = {reading.bar_length_px:g} px -> {reading.nm_per_px:.4g} nm/px "
+                f"(conf {reading.confidence:.2f})")
+    return reading.reason
+
+
+def overlay_image(gray: np.ndarray, reading: ScaleBarReading):
+    """RGB PIL image: the grey image with the bar outlined in red (green when it calibrated)
+    and the label box in blue, and the reading written along the top."""
+    from PIL import Image, ImageDraw
+
+    rgb = Image.fromarray(np.asarray(gray, np.uint8)).convert("RGB")
+    h, w = gray.shape
+    band = 18
+    canvas = Image.new("RGB", (w, h + band), (255, 255, 255))
+    canvas.paste(rgb, (0, band))
+    draw = ImageDraw.Draw(canvas)
+    colour = (0, 200, 0) if reading.nm_per_px is not None else (230, 0, 0)
+    if reading.bar_box is not None:
+        r0, r1, c0, c1 = reading.bar_box
+        draw.rectangle([c0 - 2, r0 - 2 + band, c1 + 1, r1 + 1 + band], outline=colour, width=2)
+    if reading.label_box is not None:
+        r0, r1, c0, c1 = reading.label_box
+        draw.rectangle([c0 - 2, r0 - 2 + band, c1 + 1, r1 + 1 + band], outline=(0, 90, 255), width=2)
+    draw.text((3, 3), describe(reading)[:110], fill=(0, 0, 0))
+    return canvas
+
+
+def figure(path, images: list[tuple[str, np.ndarray]], readings: list[ScaleBarReading], ncols: int = 3):
+    """Report figure: each image with its bar (green: calibrated, red: not) and label
+    (blue) outlined and the reading in the title."""
+    from nanoforge.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    n = max(len(images), 1)
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 4.4 * nrows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (name, gray), r in zip(axes.ravel(), images, readings):
+        ax.imshow(gray, cmap="gray", vmin=0, vmax=255)
+        colour = "lime" if r.nm_per_px is not None else "red"
+        for box, col in ((r.bar_box, colour), (r.label_box, "deepskyblue")):
+            if box is not None:
+                r0, r1, c0, c1 = box
+                ax.add_patch(plt.Rectangle((c0 - 2.5, r0 - 2.5), c1 - c0 + 4, r1 - r0 + 4, fill=False,
+                                           edgecolor=col, linewidth=1.6))
+        text = describe(r)
+        ax.set_title(f"{name}\n{text[:60]}" + ("..." if len(text) > 60 else ""), fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=100)

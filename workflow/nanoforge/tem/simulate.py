@@ -262,7 +262,7 @@ def _varied_scale_bar(p: ImageParams, rng):
         for v in NICE_VALUES:
             nm = v * per
             length = nm / p.nm_per_px
-            if 0.08 * p.width <= length <= 0.45 * p.width and (unit != "µm" or v < 100) \
+            if 0.12 * p.width <= length <= 0.45 * p.width and (unit != "µm" or v < 100) \
                     and (unit != "Å" or v <= 100) and (unit != "pm" or v >= 50):
                 options.append((abs(math.log(nm / target_nm)), unit, v))
     if not options:
