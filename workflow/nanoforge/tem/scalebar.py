@@ -683,7 +683,7 @@ def figure(path, images: list[tuple[str, np.ndarray]], readings: list[ScaleBarRe
 def report_figure(path, images, cfg: dict | None = None, n_real: int = 4, n_synthetic: int = 2,
                   seed: int = 0) -> list[str]:
     """The report's scale-bar figure: up to ``n_real`` ingested images where a bar was found
-    (images table rows with ``scale_bar_px``; calibrated ones first) and ``n_synthetic``
+    (images table rows with ``scale_bar_px``; one per dataset in turn, labelled ones first) and ``n_synthetic``
     synthetic images with a varied bar, each read again and drawn by :func:`figure`.
     Returns the titles shown."""
     from PIL import Image
@@ -691,9 +691,18 @@ def report_figure(path, images, cfg: dict | None = None, n_real: int = 4, n_synt
     from nanoforge.tem.simulate import simulate_one
 
     rows = [r for r in images.iter_rows(named=True) if r.get("scale_bar_px") is not None]
-    rows.sort(key=lambda r: (r.get("calibration_source") != "scale_bar", r["image_id"]))
+    rows.sort(key=lambda r: (r.get("scale_bar_label") is None, r["image_id"]))
+    # one image per dataset in turn, labelled ones first
+    by_set: dict[str, list[dict]] = {}
+    for r in rows:
+        by_set.setdefault(r["dataset"], []).append(r)
+    picked = []
+    while len(picked) < n_real and any(by_set.values()):
+        for rs in by_set.values():
+            if rs and len(picked) < n_real:
+                picked.append(rs.pop(0))
     shown, readings = [], []
-    for r in rows[:n_real]:
+    for r in picked:
         with Image.open(r["path"]) as im:
             gray = np.asarray(im.convert("L"))
         shown.append((r["image_id"], gray))
