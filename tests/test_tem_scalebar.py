@@ -100,9 +100,10 @@ def test_two_bars_that_disagree_give_a_reason():
 
 
 def test_a_bar_cut_by_the_crop_gives_a_reason():
-    pil = draw_bar(film(seed=6), 330, 270, 140, "100 nm", ink=0)  # runs off the right edge
+    pil = draw_bar(film(seed=6), 300, 270, 140, "100 nm", ink=0, size=16)  # runs off the right edge
     r = read(pil)
-    assert r.nm_per_px is None and r.reason, r
+    assert r.nm_per_px is None and "cut by the image edge" in r.reason and r.label == "100 nm", r
+    assert sb.ignore_mask((300, 400), r)[272, 310:399].all()  # still masked
 
 
 def test_low_confidence_falls_through():

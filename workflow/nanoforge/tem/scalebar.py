@@ -17,8 +17,9 @@ works on an 8-bit grey image in four steps:
    bar are cut out as clean black-on-white images (only the glyph pixels, so particles
    behind the text vanish), enlarged to a glyph height Tesseract reads well, and read by
    Tesseract OCR (``pytesseract``; Debian package ``tesseract-ocr``) as one line. Tesseract
-   often reads µ as p: when it reads pm or µm, the glyph before the m decides (a p has a
-   closed bowl, a µ has none).
+   often reads µ as p: when it reads pm or µm, the glyph before the m is checked (a p has a
+   closed bowl, a µ has none); when they agree, Tesseract's doubt about the unit word does
+   not count, when they disagree the confidence is halved.
 3. *Parse.* The text must contain a number and a length unit: pm, Å, nm, µm (also um, μm)
    or mm (a comma is a decimal point). The first line that parses is the label.
 4. *Decide.* ``nm_per_px = value * unit / bar length``. The confidence is Tesseract's lowest
@@ -473,9 +474,10 @@ def read_label(gray: np.ndarray, bar: Bar, cfg: dict | None = None):
             if not parsed:
                 continue
             seen = _micro_or_pico(lab, ln) if parsed[1] in ("pm", "µm") else None
-            if seen is not None:  # Tesseract often reads µ as p: the glyph decides
-                parsed = (parsed[0], seen)
-            conf = _words_conf(words, skip_unit=seen is not None)
+            conf = _words_conf(words, skip_unit=seen == parsed[1])
+            if seen is not None and seen != parsed[1]:
+                # Tesseract often reads µ as p: when its glyph disagrees, the unit is in doubt
+                conf *= 0.5
             votes.setdefault(parsed, []).append((conf, masked))
             score = _vote_score(votes[parsed]) * label_prior(*parsed)
             if best[1] is None or score > best[2]:
