@@ -547,9 +547,15 @@ def read_scale_bar(gray: np.ndarray, cfg: dict | None = None) -> ScaleBarReading
                                           _pad(box, gray.shape)])
         if unread:
             bar = unread[0]
+            # without a label, only a bar that looks like a scale bar is masked: at least
+            # 6 % of the width and in the top or bottom fifth (short dark or bright runs
+            # between particles are otherwise taken for bars)
+            h, w = gray.shape
+            likely = bar.length_px >= 0.06 * w and (bar.r1 <= 0.2 * h or bar.r0 >= 0.8 * h)
             return ScaleBarReading(reason="bar found but no label read as a length near it",
                                    bar_box=(bar.r0, bar.r1, bar.c0, bar.c1), bar_length_px=round(bar.length_px, 2),
-                                   n_bars=len(bars), boxes=[_pad((bar.r0, bar.r1, bar.c0, bar.c1), gray.shape)])
+                                   n_bars=len(bars),
+                                   boxes=[_pad((bar.r0, bar.r1, bar.c0, bar.c1), gray.shape)] if likely else [])
         return ScaleBarReading(reason="only bars cut by the image edge, no label read", n_bars=len(bars))
     results = []
     for bar, text, (value, unit), conf, box in read:
