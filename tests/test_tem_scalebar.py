@@ -64,6 +64,7 @@ def test_parse_label_units_and_ocr_confusions():
     (0, "100 nm", 100.0, "DejaVuSans.ttf"),
     (255, "2 µm", 2000.0, "DejaVuSans-Bold.ttf"),  # white on a black box
     (0, "50 Å", 5.0, "DejaVuSerif.ttf"),
+    (0, "500 pm", 0.5, "DejaVuSerif-Bold.ttf"),  # a p, not a µ: the glyph's closed bowl says so
 ])
 def test_reads_drawn_bars_within_2_percent(ink, unit_label, nm, font):
     pil = film(seed=int(nm))

@@ -18,8 +18,9 @@ works on an 8-bit grey image in four steps:
    behind the text vanish), enlarged to a glyph height Tesseract reads well, and read by
    Tesseract OCR (``pytesseract``; Debian package ``tesseract-ocr``) as one line. Tesseract
    often reads µ as p: when it reads pm or µm, the glyph before the m is checked (a p has a
-   closed bowl, a µ has none); when they agree, Tesseract's doubt about the unit word does
-   not count, when they disagree the confidence is halved.
+   closed bowl, a µ has none) and decides; Tesseract's doubt about the unit word then does
+   not count, but when the two disagree the confidence is multiplied by
+   ``UNIT_CONFLICT_FACTOR`` (0.8).
 3. *Parse.* The text must contain a number and a length unit: pm, Å, nm, µm (also um, μm)
    or mm (a comma is a decimal point). The first line that parses is the label.
 4. *Decide.* ``nm_per_px = value * unit / bar length``. The confidence is Tesseract's lowest
@@ -69,6 +70,7 @@ UNITS_NM = {"pm": 1e-3, "Å": 0.1, "nm": 1.0, "µm": 1e3, "mm": 1e6}
 _UNIT_RE = r"(pm|nm|[µμu]m|mm|Å|A)"
 _LABEL_RE = re.compile(r"(\d+(?:[.,]\d+)?)\s*" + _UNIT_RE + r"(?![A-Za-z])")
 RARE_SYMBOL_CONF = 0.7
+UNIT_CONFLICT_FACTOR = 0.8  # Tesseract read p where the glyph has no bowl (or µ where it has one)
 
 
 @dataclasses.dataclass
@@ -378,20 +380,34 @@ def _words_conf(words, skip_unit: bool = False) -> float:
     return min(confs, default=0.0) / 100.0
 
 
-def _micro_or_pico(lab: np.ndarray, line) -> str | None:
-    """"µm" or "pm" from the glyph before the final m: a p has a closed bowl (a hole), a µ
-    has none. None when the line's last glyphs do not look like that pair."""
+def _micro_or_pico(lab: np.ndarray, line, win: np.ndarray, ink: float, bg: float) -> str | None:
+    """"µm" or "pm" from the glyph of the unit that reaches below the baseline: a p has a
+    closed bowl (a hole), a µ has none. The glyph is cut at the grey half-way between ink and background (the text
+    mask's wider tolerance can close a small bowl). None when the line's last glyphs do not
+    look like that pair."""
     r0, r1, c0, c1, ids = line
     objs = ndimage.find_objects(lab)
-    comps = sorted((objs[k - 1][1].start, k) for k in ids if objs[k - 1] is not None
-                   and objs[k - 1][0].stop - objs[k - 1][0].start >= 0.3 * (r1 - r0))
+    comps = [(objs[k - 1][1].start, objs[k - 1][0].stop, k) for k in ids if objs[k - 1] is not None
+             and objs[k - 1][0].stop - objs[k - 1][0].start >= 0.3 * (r1 - r0)]
     if len(comps) < 3:
         return None
-    k = comps[-2][1]
+    # p and µ are the glyphs that reach below the baseline: the rightmost such one
+    baseline = float(np.median([b for _, b, _ in comps]))
+    low = sorted(c for c in comps if c[1] >= baseline + max(2.0, 0.15 * (r1 - r0)))
+    if not low:
+        return None
+    k = low[-1][2]
     sl = objs[k - 1]
-    g = lab[sl] == k
+    # the glyph at the half-way grey, with what joins it there within an x-height to its
+    # right (a thin join of stem and bowl may be missing from the text mask)
+    xh = max(int(round(baseline - float(np.median([objs[c[2] - 1][0].start for c in comps])))), 3)
+    box = (slice(sl[0].start, sl[0].stop), slice(sl[1].start, min(sl[1].start + xh + 2, win.shape[1])))
+    half = np.abs(win[box].astype(float) - ink) < 0.5 * abs(bg - ink)
+    cc, _ = ndimage.label(half)
+    seeds = np.unique(cc[(lab[box] == k) & half])
+    g = np.isin(cc, seeds[seeds > 0])
     holes = ndimage.binary_fill_holes(g) & ~g
-    return "pm" if holes.sum() >= 2 else "µm"
+    return "pm" if holes.any() else "µm"
 
 
 def _plain_box(gray: np.ndarray, bar: Bar):
@@ -473,11 +489,12 @@ def read_label(gray: np.ndarray, bar: Bar, cfg: dict | None = None):
             parsed = parse_label(text)
             if not parsed:
                 continue
-            seen = _micro_or_pico(lab, ln) if parsed[1] in ("pm", "µm") else None
-            conf = _words_conf(words, skip_unit=seen == parsed[1])
+            seen = _micro_or_pico(lab, ln, win, ink, bg) if parsed[1] in ("pm", "µm") else None
+            conf = _words_conf(words, skip_unit=seen is not None)
             if seen is not None and seen != parsed[1]:
-                # Tesseract often reads µ as p: when its glyph disagrees, the unit is in doubt
-                conf *= 0.5
+                # Tesseract often reads µ as p: the glyph decides, with some doubt left
+                parsed = (parsed[0], seen)
+                conf *= UNIT_CONFLICT_FACTOR
             votes.setdefault(parsed, []).append((conf, masked))
             score = _vote_score(votes[parsed]) * label_prior(*parsed)
             if best[1] is None or score > best[2]:
