@@ -18,13 +18,14 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml workflow/setup/install_detectron2.sh
+$(STAMP): requirements.txt pyproject.toml workflow/setup/install_detectron2.sh workflow/setup/install_tesseract.sh
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..." >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -r requirements.txt
 	$(BIN)/python -m pip install --no-deps -e .
 	bash workflow/setup/install_detectron2.sh $(BIN)/python
+	bash workflow/setup/install_tesseract.sh
 	touch $@
 
 run: setup

@@ -30,6 +30,9 @@ NOT_PACKAGES = {"python", "pip"}
 # Installed by `make setup` through workflow/setup/install_detectron2.sh (a patched sdist,
 # see docs/architecture.md, "Detectron2"), not from requirements.txt.
 INSTALLED_BY_SETUP = {"detectron2"}
+# Programs, not Python packages: conda-forge provides them in an env file; the pip venv
+# gets them from the system (`make setup`: workflow/setup/install_tesseract.sh, apt tesseract-ocr).
+SYSTEM_PROGRAMS = {"tesseract"}
 
 
 def norm(name: str) -> str:
@@ -159,7 +162,7 @@ def test_env_files_are_pinned_and_agree_with_requirements():
     problems = []
     for env_file in sorted((REPO / "envs").glob("*.yaml")):
         for name, version in env_packages(env_file).items():
-            if name in INSTALLED_BY_SETUP:
+            if name in INSTALLED_BY_SETUP or name in SYSTEM_PROGRAMS and version is not None:
                 continue
             if version is None:
                 problems.append(f"{env_file.name}: {name} has no version pin")

@@ -24,7 +24,8 @@ def tem_run(tmp_path_factory, shared_data):
     wd = tmp_path_factory.mktemp("tem_wf")
     tem_workdir(wd, shared_data, COPIED)
     targets = ["results/segmentation/evaluation/metrics.csv", "results/tem/synthetic/real_vs_synthetic.png",
-               "results/tem/synthetic/train/annotations.json", "results/tem/groundtruth/emps_dev_train.json"]
+               "results/tem/synthetic/train/annotations.json", "results/tem/groundtruth/emps_dev_train.json",
+               "results/tem/scale_bars.png"]
     proc = run_snakemake(wd, *targets)
     return wd, proc
 
@@ -39,6 +40,11 @@ def test_ingest_and_calibration(tem_run):
     assert row["pbse_fig2b/5-0011"]["nm_per_px"] == 0.260417
     assert row["pbse_fig2b/5-0011"]["calibration_source"] == "sidecar"
     assert row["sophon_example/1-0001_16"]["calibration_source"] == "scale_bar"
+    # the sidecar's hand measurement wins; the reader's own reading of the bar is recorded and masked
+    assert row["sophon_example/1-0001_16"]["nm_per_px"] == 0.8547
+    assert row["sophon_example/1-0001_16"]["scale_bar_label"] == "200 nm"
+    assert (wd / row["sophon_example/1-0001_16"]["ignore_mask"]).is_file()
+    assert (wd / "results/tem/scale_bars.png").stat().st_size > 10_000
     assert row["emps_dev/4822787326"]["nm_per_px"] is None
     assert (wd / "results/tem/images/emps_dev/4822787326.png").is_file()
     # the mirrored dataset was copied from the mirror folder

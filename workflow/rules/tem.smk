@@ -133,8 +133,34 @@ rule simulate_figure:
         "../scripts/simulate_figure.py"
 
 
+rule scalebar_figure:
+    input:
+        images=f"{TEM}/images.parquet",
+    output:
+        report(
+            f"{TEM}/scale_bars.png",
+            caption="../report/scale_bars.rst",
+            category="TEM",
+            subcategory="Scale bars",
+        ),
+    log:
+        f"{LOGS}/scalebar_figure.log",
+    params:
+        scale_bar=config["tem"]["scale_bar"],
+        plausible=config["tem"]["plausible_nm_per_px"],
+        seed=config["seed"],
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/tem.yaml"
+    script:
+        "../scripts/scalebar_figure.py"
+
+
 TARGETS += [
     f"{TEM}/images.parquet",
+    f"{TEM}/scale_bars.png",
     f"{TEM}/rejected_images.parquet",
     *expand(f"{TEM}/groundtruth/{{dataset}}.json", dataset=TEM_GT_DATASETS),
     *expand(f"{TEM}/synthetic/{{split}}/annotations.json", split=SIM_SPLITS),

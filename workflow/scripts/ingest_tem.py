@@ -16,6 +16,7 @@ images, rejected = ingest(
     high_pct=tem["normalise"]["high_pct"],
     min_size_px=tem["min_size_px"],
     plausible_nm_per_px=tuple(tem["plausible_nm_per_px"]),
+    scale_bar=tem["scale_bar"],
 )
 tables.write_table(images, snakemake.output.images, IMAGES_SCHEMA)
 tables.write_table(rejected, snakemake.output.rejected, REJECTED_IMAGES_SCHEMA)

@@ -18,6 +18,8 @@ This is what most labs run today (ImageJ's "threshold, fill holes, watershed" re
    area (noise specks), or longer than ``max_aspect_ratio`` times their width (text lines);
    straight bars (scale bars: longer than that and nearly convex) are removed from the
    foreground before step 5, which would otherwise cut them into particle-sized pieces.
+   The pixels of an image's ignore mask (scale bar and label found at ingestion, column
+   ``ignore_mask`` of the images table) are taken out of the foreground first.
 
 Each region's score is its solidity (area over convex-hull area): a convex blob is a
 likely single particle, a concave one a merge or fragment. COCO AP ranks detections by it.
@@ -35,6 +37,7 @@ from skimage.feature import peak_local_max
 
 from nanoforge.tem import coco
 from nanoforge.tem.measure import solidity
+from nanoforge.tem.scalebar import load_ignore_mask
 
 DEFAULTS = {
     "dark_particles": True,
@@ -156,10 +159,14 @@ def _is_straight_bar(crop: np.ndarray, max_aspect: float) -> bool:
     return _aspect(rr, cc) > max_aspect and solidity(crop) > 0.9
 
 
-def segment_image(img: np.ndarray, cfg: dict | None = None) -> list[tuple[np.ndarray, int, int, float]]:
-    """Instances of one image: a list of (crop, row0, col0, score)."""
+def segment_image(img: np.ndarray, cfg: dict | None = None,
+                  ignore: np.ndarray | None = None) -> list[tuple[np.ndarray, int, int, float]]:
+    """Instances of one image: a list of (crop, row0, col0, score). ``ignore``: boolean mask
+    of pixels that are not specimen (scale bar and label), removed from the foreground."""
     c = {**DEFAULTS, **(cfg or {})}
     fg = foreground(img, c)
+    if ignore is not None:
+        fg &= ~ignore
     # straight bars (scale bars, frame lines) before the watershed would cut them in pieces
     cc, _ = ndimage.label(fg)
     for _, crop, r0, c0 in coco.labels_to_crops(cc):
@@ -187,7 +194,7 @@ def segment_images(images, cfg: dict | None = None, log=None, read=None) -> dict
     for i, row in enumerate(images.iter_rows(named=True), start=1):
         t0 = time.perf_counter()
         img = np.asarray(Image.open(row["path"]).convert("L")) if read is None else read(row["path"])
-        inst = segment_image(img, cfg)
+        inst = segment_image(img, cfg, ignore=load_ignore_mask(row, img.shape))
         seconds = time.perf_counter() - t0
         doc["images"].append(coco.image_entry(i, row["image_id"], row["path"], img.shape[1], img.shape[0],
                                               seconds=round(seconds, 4)))

@@ -25,11 +25,20 @@ Calibration (nm per pixel), in order
    optionally ``calibration_source``, e.g. ``scale_bar`` for a pixel size measured by hand
    from the burned-in scale bar). ``image`` is the image id (``<dataset>/<stem>``), the
    dataset-relative path or the file name.
-3. ``config``: the dataset's ``nm_per_px`` in the config.
-4. otherwise the image is rejected ("no pixel size ..."), unless the dataset says
+3. ``scale_bar``: the burned-in scale bar, found and read by :mod:`nanoforge.tem.scalebar`
+   (bar length in px, label such as ``200 nm``), when its confidence reaches
+   ``tem.scale_bar.min_confidence``; otherwise the reason is logged and recorded
+   (``scale_bar_reason``) and the next rule applies.
+4. ``config``: the dataset's ``nm_per_px`` in the config.
+5. otherwise the image is rejected ("no pixel size ..."), unless the dataset says
    ``uncalibrated: keep`` (evaluation sets whose pixel size is unknown, e.g. figure crops):
    then it is kept with ``nm_per_px`` and ``calibration_source`` null, and sizes in nm are
    null downstream.
+
+The scale-bar reader looks at every image (``tem.scale_bar.read``), also those calibrated
+by rules 1-2: what it finds is recorded (``scale_bar_px``, ``scale_bar_label``,
+``scale_bar_confidence``), and the bar and label boxes are written as an ignore mask
+``<images_dir>/<image_id>.ignore.png`` (``ignore_mask``), which segmentation leaves out.
 
 Normalisation
 -------------
@@ -76,6 +85,12 @@ from nanoforge.text import escape_unsafe, unsafe_message
 
 IMAGES_SCHEMA = tables.load_table_schema("images")  # workflow/schemas/images.schema.yaml
 REJECTED_IMAGES_SCHEMA = tables.load_table_schema("rejected_images")
+# What the scale-bar reader found (nanoforge.tem.scalebar), for every image it looked at:
+# the bar's length (px), the label read, the reading's confidence (0..1), why it did not
+# calibrate the image (null when it did or when nothing was found to say), and the PNG of
+# the pixels that are not specimen (bar and label; 255 = ignore) that segmentation leaves out.
+# Optional, nullable columns of images.schema.yaml.
+SCALE_BAR_COLUMNS = ("scale_bar_px", "scale_bar_label", "scale_bar_confidence", "scale_bar_reason", "ignore_mask")
 CALIBRATION_SOURCES = tuple(v for v in IMAGES_SCHEMA["properties"]["calibration_source"]["enum"] if v)
 
 # length units -> nanometres
@@ -413,10 +428,17 @@ def ingest(
     high_pct: float = 99.9,
     min_size_px: int = 16,
     plausible_nm_per_px: tuple[float, float] = (1e-3, 1e4),
+    scale_bar: dict | None = None,
     log=sys.stderr,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Ingest every dataset; return (images, rejected) tables and write the PNGs."""
+    """Ingest every dataset; return (images, rejected) tables and write the PNGs.
+    ``scale_bar``: settings of the scale-bar reader (``read``: false turns it off; the other
+    keys are :data:`nanoforge.tem.scalebar.DEFAULTS`)."""
+    from nanoforge.tem import scalebar
+
     images_dir = Path(images_dir)
+    bar_cfg = {"plausible_nm_per_px": list(plausible_nm_per_px), **(scale_bar or {})}
+    read_bars = bool(bar_cfg.pop("read", True))
     side = load_sidecar(sidecar)
     used_side = set()
     rows, rejected = [], []
@@ -466,17 +488,31 @@ def ingest(
                           f"[{lo:g}, {hi:g}] nm, ignored", file=log)
             if nm is None and entry is not None and entry["nm_per_px"] is not None:
                 nm, source = entry["nm_per_px"], entry["calibration_source"]
+            gray = normalise(raw.data, low_pct, high_pct)
+            bar = scalebar.read_scale_bar(gray, bar_cfg) if read_bars else scalebar.ScaleBarReading()
+            if bar.found or bar.reason != "no scale bar found":
+                used = " (used)" if nm is None and bar.nm_per_px is not None else ""
+                print(f"scale bar {f}: {bar.label or '-'} over {bar.bar_length_px} px, confidence "
+                      f"{bar.confidence:.2f}{used}{': ' + bar.reason if bar.reason else ''}", file=log)
+            if nm is None and bar.nm_per_px is not None:
+                nm, source = bar.nm_per_px, "scale_bar"
             if nm is None and spec.get("nm_per_px"):
                 nm, source = float(spec["nm_per_px"]), "config"
             if entry is not None:
                 used_side.add(entry["_where"])
             if nm is None and spec.get("uncalibrated", "reject") != "keep":
+                why = f"; scale bar: {bar.reason}" if read_bars else ""
                 reject(f"no pixel size: none in the file's metadata ({raw.calibration_note}), no sidecar entry, "
-                       f"no nm_per_px for dataset {name!r} in config")
+                       f"no nm_per_px for dataset {name!r} in config{why}")
                 continue
             out = images_dir / f"{image_id}.png"
             out.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(normalise(raw.data, low_pct, high_pct)).save(out)
+            Image.fromarray(gray).save(out)
+            mask = scalebar.ignore_mask(gray.shape, bar)
+            mask_path = None
+            if mask is not None:
+                mask_path = str(images_dir / f"{image_id}.ignore.png")
+                scalebar.write_ignore_mask(mask_path, mask)
             seen_sha[digest] = image_id
             sample = (entry or {}).get("sample_id") or spec.get("sample_id") or name
             rows.append({
@@ -485,6 +521,10 @@ def ingest(
                 "nm_per_px": nm, "calibration_source": source, "sample_id": str(sample),
                 "dataset": name, "source_path": str(f), "source_format": raw.source_format,
                 "source_dtype": raw.source_dtype, "n_frames": int(raw.n_frames),
+                "scale_bar_px": bar.bar_length_px, "scale_bar_label": bar.label,
+                "scale_bar_confidence": bar.confidence if bar.label else None,
+                "scale_bar_reason": (bar.reason or None) if source != "scale_bar" else None,
+                "ignore_mask": mask_path,
             })
             print(f"ok {f} -> {image_id} ({raw.data.shape[1]}x{raw.data.shape[0]}, "
                   f"{nm if nm is not None else 'uncalibrated'} nm/px, {source})", file=log)

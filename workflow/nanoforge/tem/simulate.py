@@ -83,6 +83,7 @@ DEFAULTS = {
     "particle_texture": [0.02, 0.15],
     "illumination": [0.0, 0.35],
     "scale_bar_probability": 0.5,
+    "scale_bar_style": "plain",
 }
 
 
@@ -111,6 +112,7 @@ class ImageParams:
     illumination: float
     scale_bar: bool
     background_level: float = 0.8  # grey level of the bare film in [0, 1]
+    scale_bar_style: str = "plain"  # plain (one look) or varied (fonts, sizes, places, colours, units)
 
 
 def _uniform(rng, lo_hi, log=False):
@@ -165,6 +167,7 @@ def sample_params(rng: np.random.Generator, cfg: dict | None = None) -> ImagePar
         illumination=_uniform(rng, c["illumination"]),
         scale_bar=bool(rng.random() < c["scale_bar_probability"]),
         background_level=float(rng.uniform(0.65, 0.88)),
+        scale_bar_style=str(c["scale_bar_style"]),
     )
 
 
@@ -214,6 +217,10 @@ def _scale_bar_box(p: ImageParams, rng) -> tuple[dict, tuple[int, int, int, int]
     """Where the scale bar goes and what it says: (spec, (r0, r1, c0, c1) box to keep free)."""
     if not p.scale_bar:
         return None
+    if p.scale_bar_style == "varied":
+        return _varied_scale_bar(p, rng)
+    if p.scale_bar_style != "plain":
+        raise ValueError(f"simulate.scale_bar_style {p.scale_bar_style!r} is not plain or varied")
     target_nm = 0.2 * p.width * p.nm_per_px
     nice = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000]
     nm = min(nice, key=lambda v: abs(math.log(v / target_nm)))
@@ -229,6 +236,92 @@ def _scale_bar_box(p: ImageParams, rng) -> tuple[dict, tuple[int, int, int, int]
     label = f"{nm} nm" if nm < 1000 else f"{nm // 1000} µm"
     return {"length": length, "thick": thick, "row0": r0, "col0": c0, "font_px": font_px, "label": label,
             "nm": nm, "white": bool(rng.random() < 0.4)}, box
+
+
+# Fonts of the varied scale-bar labels: the DejaVu and STIX fonts that ship with matplotlib.
+SCALE_BAR_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSerif.ttf",
+                   "DejaVuSerif-Bold.ttf", "DejaVuSansMono.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf")
+# label unit -> (nm per unit, ways of writing it)
+SCALE_BAR_UNITS = {"pm": (1e-3, ["pm"]), "Å": (0.1, ["Å"]), "nm": (1.0, ["nm"]),
+                   "µm": (1e3, ["µm", "μm", "um"])}
+NICE_VALUES = (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500)
+
+
+def scale_bar_font_path(name: str) -> str:
+    import matplotlib
+
+    return str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name)
+
+
+def _varied_scale_bar(p: ImageParams, rng):
+    """A scale bar of varied look: font, size, thickness, corner, colour, optional box,
+    label above/below/beside, unit (pm, Å, nm, µm written three ways), label value from the
+    1-2-5 series; the bar is round(value / nm_per_px) px long."""
+    target_nm = float(rng.uniform(0.12, 0.35)) * p.width * p.nm_per_px
+    options = []
+    for unit, (per, _) in SCALE_BAR_UNITS.items():
+        for v in NICE_VALUES:
+            nm = v * per
+            length = nm / p.nm_per_px
+            if 0.12 * p.width <= length <= 0.45 * p.width and (unit != "µm" or v < 100) \
+                    and (unit != "Å" or v <= 100) and (unit != "pm" or v >= 50):
+                options.append((abs(math.log(nm / target_nm)), unit, v))
+    if not options:
+        return None
+    options.sort()
+    # mostly the nearest value; sometimes the next (an Å label for a few nm, 0.5 µm as 500 nm)
+    _, unit, value = options[min(int(rng.integers(0, 3)) if len(options) > 1 else 0, len(options) - 1)]
+    written = SCALE_BAR_UNITS[unit][1][int(rng.integers(len(SCALE_BAR_UNITS[unit][1])))]
+    label = f"{value}{' ' if rng.random() < 0.8 else ''}{written}"
+    nm = value * SCALE_BAR_UNITS[unit][0]
+    length = int(round(nm / p.nm_per_px))
+    thick = int(rng.integers(2, max(4, int(p.height * 0.025)) + 1))
+    font_px = int(rng.integers(max(11, int(p.height * 0.025)), max(14, int(p.height * 0.07)) + 1))
+    font = scale_bar_font_path(SCALE_BAR_FONTS[int(rng.integers(len(SCALE_BAR_FONTS)))])
+    pil_font = ImageFont.truetype(font, font_px)
+    x0, y0, x1, y1 = pil_font.getbbox(label)
+    tw, th = x1 - x0, y1 - y0
+    place = ["above", "below", "right"][int(rng.choice(3, p=[0.5, 0.3, 0.2]))]
+    gap = int(rng.integers(2, max(3, font_px // 3) + 1))
+    # layout relative to the bar's top-left corner (0, 0)
+    if place == "right":
+        tx, ty = length + gap + 2, thick / 2 - th / 2
+    else:
+        tx = length / 2 - tw / 2 if rng.random() < 0.7 else 0
+        ty = -gap - th if place == "above" else thick + gap
+    g_r0, g_r1 = min(0, ty), max(thick, ty + th)
+    g_c0, g_c1 = min(0, tx), max(length, tx + tw)
+    pad = int(rng.integers(3, 10))
+    boxed = bool(rng.random() < 0.4)
+    margin = int(rng.integers(2 if boxed else 6, max(8, int(0.05 * p.width))))
+    top = bool(rng.random() < 0.25)
+    left = bool(rng.random() < 0.5)
+    gw, gh = g_c1 - g_c0 + 2 * pad, g_r1 - g_r0 + 2 * pad
+    if gw > p.width - 2 * margin or gh > p.height - 2 * margin:
+        return None
+    ox = margin + pad - g_c0 if left else p.width - margin - pad - g_c1
+    oy = margin + pad - g_r0 if top else p.height - margin - pad - g_r1
+    ox, oy = int(round(ox)), int(round(oy))
+    # on the bright film of a bright-field image an unboxed bar is black; on a box, either
+    white = boxed and bool(rng.random() < 0.5)
+    box = (int(oy + g_r0 - pad), int(math.ceil(oy + g_r1 + pad)), int(ox + g_c0 - pad), int(math.ceil(ox + g_c1 + pad)))
+    spec = {"style": "varied", "length": length, "thick": thick, "row0": oy, "col0": ox, "font_px": font_px,
+            "font": Path(font).name, "label": label, "nm": nm, "unit": unit, "white": white,
+            "text_xy": (ox + tx - x0, oy + ty - y0), "box": box if boxed else None}
+    keep = (max(box[0], 0), min(box[1], p.height), max(box[2], 0), min(box[3], p.width))
+    return spec, keep
+
+
+def _draw_varied_scale_bar(pil: Image.Image, spec: dict) -> None:
+    draw = ImageDraw.Draw(pil)
+    fg = 255 if spec["white"] else 0
+    if spec["box"] is not None:
+        r0, r1, c0, c1 = spec["box"]
+        draw.rectangle([c0, r0, c1 - 1, r1 - 1], fill=255 - fg)
+    r0, c0 = spec["row0"], spec["col0"]
+    draw.rectangle([c0, r0, c0 + spec["length"] - 1, r0 + spec["thick"] - 1], fill=fg)
+    font = ImageFont.truetype(scale_bar_font_path(spec["font"]), spec["font_px"])
+    draw.text(spec["text_xy"], spec["label"], fill=fg, font=font)
 
 
 def _draw_sizes(rng, p: ImageParams, n: int) -> np.ndarray:
@@ -407,7 +500,12 @@ def render_image(p: ImageParams, rng: np.random.Generator):
     img = np.clip(img + rng.normal(0, 1.0), 0, 255).astype(np.uint8)
 
     spec = None
-    if bar:
+    if bar and bar[0].get("style") == "varied":
+        spec = bar[0]
+        pil = Image.fromarray(img)
+        _draw_varied_scale_bar(pil, spec)
+        img = np.asarray(pil)
+    elif bar:
         spec, _ = bar
         pil = Image.fromarray(img)
         draw = ImageDraw.Draw(pil)

@@ -33,6 +33,9 @@ The paper's first labelling stage, made explicit. For every detected box (score 
    covers is dropped there.
 9. *Overlaps*: a pixel claimed by two kept masks goes to the instance whose box centre is
    nearer (distance scaled by box size), so instances do not share pixels.
+10. *Scale bar*: a mask lying more than half inside the image's ignore mask (the scale bar
+   and its label found at ingestion, column ``ignore_mask`` of the images table) is dropped
+   (``scale_bar``).
 
 Each kept instance also carries an *ignore band*: the pixels between a dilation and an
 erosion of its mask by ``ignore_band_px`` (at least 1 px; or ``ignore_band_frac`` of the
@@ -66,8 +69,10 @@ from skimage import filters
 
 from nanoforge.tem import coco
 from nanoforge.tem.measure import solidity
+from nanoforge.tem.scalebar import load_ignore_mask, masked_fraction
 
-DROP_REASONS = ("low_score", "empty", "low_contrast", "too_small", "underfilled_box", "box_mismatch", "duplicate")
+DROP_REASONS = ("low_score", "empty", "low_contrast", "too_small", "underfilled_box", "box_mismatch", "duplicate",
+                "scale_bar")
 
 
 @dataclass
@@ -485,6 +490,11 @@ def weak_label_images(
         scale = float(rest[0]) if rest else 1.0
         inst, dropped = weak_labels_for_image(img, np.asarray(boxes, float).reshape(-1, 4),
                                               np.asarray(scores, float).reshape(-1), p)
+        ignore = load_ignore_mask(row, img.shape[:2])
+        if ignore is not None:  # scale bar and label: not particles
+            kept = [a for a in inst if masked_fraction(ignore, a.crop, a.row0, a.col0) <= 0.5]
+            dropped["scale_bar"] = len(inst) - len(kept)
+            inst = kept
         seconds = time.perf_counter() - t0
         h, w = img.shape[:2]
         n_pieces = sum(a.pieces > 1 for a in inst)
