@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from conftest import malicious_checkpoint, malicious_yaml
-from nanoforge.safe_io import UnreadableFileError, UnsafeFileError, load_torch_state, load_yaml_safely
+from nanoforge.safe_io import UnreadableFileError, UnsafeFileError, load_yaml_safely
+from nanoforge.safe_torch import load_torch_state
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,8 @@ and labs, so every loader of the project reads such files through this module:
   booleans, null). A Python tag such as ``!!python/object/apply:os.system`` is refused
   before anything is built from it (PyYAML's safe loader constructs no objects), with an
   :class:`UnsafeFileError` naming the file, the tag and its line.
-- :func:`load_torch_state`: a PyTorch checkpoint read with ``torch.load(...,
+- :func:`nanoforge.safe_torch.load_torch_state` (a module of its own, so that reading YAML
+  does not need torch): a PyTorch checkpoint read with ``torch.load(...,
   weights_only=True)``: tensors and plain containers only. A pickle that would import or
   call anything else is refused (:class:`UnsafeFileError`); a truncated or damaged file
   raises :class:`UnreadableFileError`. Both name the file.
@@ -19,14 +20,13 @@ without ``weights_only=True`` on a file; write models as tensors + plain data (Y
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["SafeLoadError", "UnsafeFileError", "UnreadableFileError", "load_yaml_safely", "load_torch_state"]
+__all__ = ["SafeLoadError", "UnsafeFileError", "UnreadableFileError", "load_yaml_safely"]
 
 
 class SafeLoadError(ValueError):
@@ -69,35 +69,3 @@ def load_yaml_safely(path: str | Path) -> Any:
         ) from None
     except yaml.YAMLError as exc:
         raise UnreadableFileError(f"{path}: not valid YAML: {exc}") from exc
-
-
-def load_torch_state(path: str | Path, map_location: Any = "cpu") -> dict:
-    """A checkpoint written by ``torch.save`` of a dict (tensors, numbers, strings, nested
-    lists/dicts), read with ``weights_only=True``. Raises FileNotFoundError,
-    :class:`UnsafeFileError` when the file holds any other Python object (nothing is
-    imported or called) and :class:`UnreadableFileError` when it is damaged or not a dict."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        msg = str(exc)
-        if "Weights only load failed" not in msg:
-            raise UnreadableFileError(f"{path}: not a readable PyTorch checkpoint ({msg.strip()[:200]})") from exc
-        called = re.search(r"GLOBAL ([\w.]+)", msg)
-        what = f"it would import {called.group(1)}" if called else "it holds objects other than tensors and plain data"
-        raise UnsafeFileError(
-            f"{path}: refused to load: {what}; a checkpoint must hold tensors and plain data only "
-            "(read with torch.load(weights_only=True)); nothing was executed"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UnreadableFileError(
-            f"{path}: not a readable PyTorch checkpoint (truncated or damaged?): {first[:200]}"
-        ) from exc
-    if not isinstance(state, dict):
-        raise UnreadableFileError(f"{path}: expected a dict of tensors and plain data, found {type(state).__name__}")
-    return state

@@ -54,7 +54,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nanoforge.safe_io import SafeLoadError, UnreadableFileError, load_torch_state, load_yaml_safely
+from nanoforge.safe_io import SafeLoadError, UnreadableFileError, load_yaml_safely
+from nanoforge.safe_torch import load_torch_state
 from nanoforge.tem import coco
 
 LOG = logging.getLogger("nanoforge.detector")
@@ -456,7 +457,7 @@ def _checkpointer_class():
 
     class SafeCheckpointer(DetectionCheckpointer):
         """Detectron2's checkpointer reading every file with
-        :func:`nanoforge.safe_io.load_torch_state` (``weights_only=True``, whatever the file
+        :func:`nanoforge.safe_torch.load_torch_state` (``weights_only=True``, whatever the file
         name: Detectron2 itself would unpickle a ``.pkl``)."""
 
         def _load_file(self, filename):
