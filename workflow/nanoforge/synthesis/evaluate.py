@@ -65,6 +65,17 @@ def _score(task: str, y_true, y_pred) -> float:
     return float(1.0 - np.mean(np.asarray(y_pred, dtype=object) == np.asarray(y_true, dtype=object)))
 
 
+def prediction_interval(pipe, X):
+    """(low, high) of the 80 % prediction interval from a pipeline whose model has
+    ``predict_interval`` (the transformer), else None."""
+    model = pipe.steps[-1][1]
+    if not hasattr(model, "predict_interval"):
+        return None
+    for _, step in pipe.steps[:-1]:
+        X = step.transform(X)
+    return model.predict_interval(X)
+
+
 def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, seed: int = 0,
                  threads: int = 1, fold_table: dict | None = None,
                  make_pipeline=None) -> RunResult:
@@ -104,6 +115,7 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
     settings.train_max_size_nm = None if None in limits else max(limits)
     splits = make_splits(design, protocol, settings)
     sizes = design["size_nm"].to_numpy()
+    counted = design["n_counted"].fill_null(0).to_numpy()
 
     def rows_for(params, rows):
         limit = params.get("train_max_size_nm", default_limit)
@@ -119,7 +131,7 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
         return models_mod.build_pipeline(kind, task, params, names, min_count=min_count, seed=seed,
                                          threads=threads, models=cfg["models"])
 
-    pred_rows = []
+    pred_rows = []  # a model with predict_interval adds size_low_nm, size_high_nm
     fold_rows = []
     for k, sp in enumerate(splits):
         chosen, inner_score = cands[0], float("nan")  # nan: one candidate, nothing to choose
@@ -131,17 +143,20 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
                 for i, params in enumerate(cands):
                     rows = rows_for(params, itr)
                     pipe = factory(params)
-                    pipe.fit(X[rows], y[rows], **models_mod.fit_params(params, families[rows], sizes[rows], kind))
+                    pipe.fit(X[rows], y[rows], **models_mod.fit_params(params, families[rows], sizes[rows], kind, counted[rows]))
                     scores[r, i] = _score(task, y[iva], pipe.predict(X[iva]))
             mean = scores.mean(axis=0)
             best = int(np.argmin(mean))
             chosen, inner_score = cands[best], float(mean[best])
         train = rows_for(chosen, sp.train)
         pipe = factory(chosen)
-        pipe.fit(X[train], y[train], **models_mod.fit_params(chosen, families[train], sizes[train], kind))
+        pipe.fit(X[train], y[train], **models_mod.fit_params(chosen, families[train], sizes[train], kind, counted[train]))
         pred = pipe.predict(X[sp.val])
+        interval = prediction_interval(pipe, X[sp.val]) if task == "size" else None
         if task == "size":
             m = M.size_metrics(y[sp.val].astype(float), pred.astype(float))
+            if interval is not None:
+                m[M.COVERAGE] = M.interval_coverage(y[sp.val].astype(float), *interval)
         else:
             m = M.shape_metrics(y[sp.val], pred)
         fold_rows.append({
@@ -159,6 +174,9 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
         if task == "size":
             block = block.with_columns(pl.Series("size_true_nm", y[sp.val].astype(float)),
                                        pl.Series("size_pred_nm", pred.astype(float)))
+            if interval is not None:
+                block = block.with_columns(pl.Series("size_low_nm", interval[0].astype(float)),
+                                           pl.Series("size_high_nm", interval[1].astype(float)))
         else:
             block = block.with_columns(pl.Series("shape_true", y[sp.val].astype(str)),
                                        pl.Series("shape_pred", pred.astype(str)))
