@@ -276,6 +276,16 @@ def test_real_pipeline_fits_filter_on_training_rows_only():
     assert rows["params"].str.contains("max_features").all()
 
 
+def test_splits_in_parallel_processes_give_the_same_results():
+    design = _synthetic_design()
+    cfg = _cfg({})
+    cfg["models"] = {"et": {"params": {"n_estimators": 5, "log_target": True}, "grid": {"max_features": [0.5, 1.0]}}}
+    run = {"name": "r", "task": "size", "model": "et", "features": "t"}
+    one = evaluate_run(design, cfg, run, "U")
+    two = evaluate_run(design, cfg, run, "U", jobs=2)
+    assert one.metrics.equals(two.metrics) and one.predictions.equals(two.predictions)
+
+
 def test_harness_errors_name_the_key():
     design = _synthetic_design()
     cfg = _cfg({})

@@ -23,6 +23,12 @@ standard deviation next to the standard (GroupKFold) partition's: how much a G f
 to which families happen to share a fold. For example::
 
     python -m nanoforge.bench synthesis --evaluate --runs size_vote_chem --protocols G --g-partitions 8
+
+``--overlay FILE`` merges a YAML overlay key by key into the config, as Snakemake's
+``--configfile`` does (e.g. ``config.gpu.yaml``: the paper-size transformer); ``--jobs N``
+evaluates N outer splits at once in separate processes; ``--save DIR`` writes each evaluated
+run's ``DIR/<protocol>/<run>/metrics.csv`` and ``predictions.parquet``, the layout the
+default mode reads (``--results DIR``).
 """
 
 from __future__ import annotations
@@ -174,6 +180,18 @@ def evaluate_partitions(design: pl.DataFrame, syn: dict, run: dict, n: int, **kw
     return figures
 
 
+def merge_overlay(base: dict, overlay: dict) -> dict:
+    """``base`` updated key by key with ``overlay`` (nested mappings merged, anything else
+    replaced), as Snakemake merges a ``--configfile`` into the config."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_overlay(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from nanoforge.synthesis import compare
 
@@ -186,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="feature table for --evaluate")
     ap.add_argument("--runs", nargs="*", help="--evaluate: only these runs")
     ap.add_argument("--protocols", nargs="*", help="--evaluate: only these protocols")
+    ap.add_argument("--overlay", help="--evaluate: YAML overlay merged into the config (e.g. config.gpu.yaml)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--jobs", type=int, default=1, help="--evaluate: outer splits evaluated at once (processes)")
+    ap.add_argument("--save", help="--evaluate: write <save>/<protocol>/<run>/metrics.csv and predictions.parquet")
     ap.add_argument("--families", type=int, default=5,
                     help="recipe families to list for the best size run under G (0: none)")
     ap.add_argument("--g-partitions", type=int, default=0, metavar="N",
@@ -197,11 +218,16 @@ def main(argv: list[str] | None = None) -> int:
     partitions: dict[str, dict] = {}  # G run -> partition -> figure (--g-partitions)
 
     if args.evaluate:
-        from nanoforge.config import load_config
+        import yaml
+
+        from nanoforge.config import load_config, validate_config
         from nanoforge.synthesis.evaluate import evaluate_run
         from nanoforge.synthesis.stage import read_fold_table
 
         cfg = load_config(args.config)
+        if args.overlay:
+            with open(args.overlay) as fh:
+                cfg = validate_config(merge_overlay(cfg, yaml.safe_load(fh) or {}))
         syn = cfg["synthesis"]
         design = pl.read_parquet(args.features)
         folds = read_fold_table(syn["folds"]) if syn["folds"] else None
@@ -214,8 +240,13 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 t0 = time.time()
                 res = evaluate_run(design, syn, run, protocol, seed=cfg["seed"], threads=args.threads,
-                                   fold_table=folds)
+                                   fold_table=folds, jobs=args.jobs)
                 tables.append(res.metrics)
+                if args.save:
+                    where = Path(args.save) / protocol / run["name"]
+                    where.mkdir(parents=True, exist_ok=True)
+                    res.metrics.write_csv(where / "metrics.csv")
+                    res.predictions.write_parquet(where / "predictions.parquet")
                 if protocol == "G" and run["task"] == "size":
                     predictions[run["name"]] = res.predictions
                 print(f"{protocol} {run['name']}: {time.time() - t0:.0f} s", file=sys.stderr)
@@ -223,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                     partitions[run["name"]] = {"standard": _run_figure(res.metrics, run["task"]),
                                                **evaluate_partitions(design, syn, run, args.g_partitions,
                                                                      seed=cfg["seed"], threads=args.threads,
-                                                                     fold_table=folds)}
+                                                                     fold_table=folds, jobs=args.jobs)}
     else:
         root = Path(args.results)
         files = _metric_files(root)

@@ -78,8 +78,11 @@ def prediction_interval(pipe, X):
 
 def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, seed: int = 0,
                  threads: int = 1, fold_table: dict | None = None,
-                 make_pipeline=None) -> RunResult:
+                 make_pipeline=None, jobs: int = 1) -> RunResult:
     """Evaluate ``run`` under ``protocol`` on the feature table ``design``.
+
+    ``jobs`` > 1 evaluates that many outer splits at once, in separate processes (each
+    model still uses ``threads``); the results are those of ``jobs`` = 1.
 
     ``cfg`` is the ``synthesis`` section of the config. ``make_pipeline(params, names)`` may
     replace the model factory (tests use it to record what each fit sees).
@@ -131,9 +134,10 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
         return models_mod.build_pipeline(kind, task, params, names, min_count=min_count, seed=seed,
                                          threads=threads, models=cfg["models"])
 
-    pred_rows = []  # a model with predict_interval adds size_low_nm, size_high_nm
-    fold_rows = []
-    for k, sp in enumerate(splits):
+    def one_split(k, sp):
+        """Selection on the inner split, refit, prediction of one outer split: its metrics row
+        and predictions block."""
+        t_split = time.time()
         chosen, inner_score = cands[0], float("nan")  # nan: one candidate, nothing to choose
         if len(cands) > 1:
             scores = np.empty((inner_repeats, len(cands)))
@@ -159,13 +163,14 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
                 m[M.COVERAGE] = M.interval_coverage(y[sp.val].astype(float), *interval)
         else:
             m = M.shape_metrics(y[sp.val], pred)
-        fold_rows.append({
+        row = {
             "fold": sp.name, "n_train": int(train.size), "n_val": int(sp.val.size), **m,
             "params": json.dumps(chosen, sort_keys=True),
             "inner_score": inner_score,
-        })
-        log.info("%s %s split %s: train %d, val %d, %s, params %s", protocol, run["name"], sp.name,
-                 train.size, sp.val.size, ", ".join(f"{a} {b:.4g}" for a, b in m.items()), chosen)
+        }
+        log.info("%s %s split %s: train %d, val %d, %s, params %s, %.0f s", protocol, run["name"], sp.name,
+                 train.size, sp.val.size, ", ".join(f"{a} {b:.4g}" for a, b in m.items()), chosen,
+                 time.time() - t_split)
         for note in sp.notes:
             log.info("  %s", note)
         block = design[sp.val].select("recipe_id", "paper_id", "product", "family")
@@ -174,13 +179,22 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
         if task == "size":
             block = block.with_columns(pl.Series("size_true_nm", y[sp.val].astype(float)),
                                        pl.Series("size_pred_nm", pred.astype(float)))
-            if interval is not None:
+            if interval is not None:  # a model with predict_interval (the transformer)
                 block = block.with_columns(pl.Series("size_low_nm", interval[0].astype(float)),
                                            pl.Series("size_high_nm", interval[1].astype(float)))
         else:
             block = block.with_columns(pl.Series("shape_true", y[sp.val].astype(str)),
                                        pl.Series("shape_pred", pred.astype(str)))
-        pred_rows.append(block)
+        return row, block
+
+    if jobs > 1 and len(splits) > 1:  # the splits in parallel processes (e.g. GPU runs)
+        from joblib import Parallel, delayed
+
+        done = Parallel(n_jobs=min(jobs, len(splits)))(delayed(one_split)(k, sp) for k, sp in enumerate(splits))
+    else:
+        done = [one_split(k, sp) for k, sp in enumerate(splits)]
+    fold_rows = [row for row, _ in done]
+    pred_rows = [block for _, block in done]
     per_fold = pl.DataFrame(fold_rows)
     table = M.summarize(per_fold, task).with_columns(
         pl.lit(protocol).alias("protocol"), pl.lit(run["name"]).alias("run"), pl.lit(task).alias("task"),

@@ -20,17 +20,22 @@ the measured size is never an input.
 
 Training: AdamW (``lr``, ``weight_decay``), ``warmup_epochs`` of linear warm-up then cosine
 decay, an exponential moving average of the weights (``ema``; the averaged weights
-predict), ``n_seeds`` members with seeds ``seed * 1000 + k`` whose predictions are averaged.
-Deterministic for a given seed and device. ``threads`` -> ``torch.set_num_threads``;
+predict). ``n_seeds`` members (own initialisation, own order of the rows) are trained
+together as one batched network, so an ensemble costs about the kernel launches of one
+model; their outputs are averaged. Deterministic for a given seed and device. ``threads`` -> ``torch.set_num_threads``;
 ``device: auto`` uses CUDA where there is a GPU.
 
 Reaction-intermediate augmentation (``augment: k``): every training recipe gets k copies in
 which 1-3 pairs of reactants A, B whose intermediate ``A@B`` is in the Uni-Mol table are
 replaced by it, fully (the smaller amount is consumed) or in part (a random part of the
 smaller amount moves to a new ``A@B`` token), labels unchanged, as in the paper. The copies
-are drawn inside ``fit`` from the rows given to it, so only ever from training rows (the
+are drawn once per ``fit`` (shared by the members) from the rows given to it, so only ever from training rows (the
 harness never gives a validation row to ``fit``). An intermediate's vector is its Uni-Mol
 vector; its chem vector is the mean of A's and B's.
+
+Identity: a chemical used in at least ``identity_min_count`` training recipes also gets a
+learned embedding of its own (added to its token's), so that chemicals whose descriptors
+coincide (or are missing) stay apart; any other chemical shares one "unseen" embedding.
 
 Weak rows (``weak_tolerance``): a training row with fewer than ``weak_min_counted`` counted
 particles counts in the loss only where its predicted median is off by more than that
@@ -141,28 +146,80 @@ def augment_recipes(codes, mmol, vecs, inter, pairs, copies: int, rng, merge, ma
             np.asarray(out["origin"]))
 
 
-def _net(n_in: int, n_cond: int, d: int, layers: int, heads: int, ffn: int, dropout: float, n_out: int):
+def _ensemble_net(members: int, n_in: int, n_cond: int, d: int, layers: int, heads: int, ffn: int,
+                  dropout: float, n_out: int, n_ids: int):
+    """``members`` independent token transformers computed together: every weight has a
+    leading member axis and each layer is one batched matrix product over the members, so
+    that an ensemble of seeds costs about as many kernel launches as one model. Inputs:
+    tokens [M, B, S, F], identity indices [M, B, S], padding mask [M, B, S] (True = empty),
+    conditions [M, B, C]; output [M, B, n_out]."""
     import torch
+    import torch.nn.functional as F
     from torch import nn
 
-    class TokenNet(nn.Module):
+    def linear(fan_in, fan_out):
+        bound = 1 / math.sqrt(fan_in)
+        return (nn.Parameter(torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)),
+                nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound)))
+
+    def apply(x, wb):  # x [M, ..., fan_in]
+        w, bias = wb
+        shape = x.shape
+        return torch.baddbmm(bias, x.reshape(members, -1, shape[-1]), w).reshape(*shape[:-1], w.shape[-1])
+
+    class EnsembleTokenNet(nn.Module):
         def __init__(self):
             super().__init__()
-            self.embed = nn.Linear(n_in, d)
-            self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
-            layer = nn.TransformerEncoderLayer(d, heads, ffn, dropout, batch_first=True, norm_first=False)
-            self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-            self.cond = nn.Linear(max(n_cond, 1), COND_DIM)
-            self.head = nn.Sequential(nn.Linear(d + COND_DIM, d), nn.GELU(), nn.Linear(d, n_out))
+            self.embed_w, self.embed_b = linear(n_in, d)
+            self.identity = nn.Parameter(torch.zeros(members, n_ids, d))  # 0: no own embedding
+            self.cls = nn.Parameter(torch.randn(members, 1, 1, d) * 0.02)
+            self.layers = nn.ModuleList()
+            for _ in range(layers):
+                layer = nn.Module()
+                layer.qkv_w, layer.qkv_b = linear(d, 3 * d)
+                layer.out_w, layer.out_b = linear(d, d)
+                layer.ff1_w, layer.ff1_b = linear(d, ffn)
+                layer.ff2_w, layer.ff2_b = linear(ffn, d)
+                layer.ln1_g, layer.ln1_b = nn.Parameter(torch.ones(members, 1, 1, d)), nn.Parameter(torch.zeros(members, 1, 1, d))
+                layer.ln2_g, layer.ln2_b = nn.Parameter(torch.ones(members, 1, 1, d)), nn.Parameter(torch.zeros(members, 1, 1, d))
+                self.layers.append(layer)
+            self.cond_w, self.cond_b = linear(max(n_cond, 1), COND_DIM)
+            self.head1_w, self.head1_b = linear(d + COND_DIM, d)
+            self.head2_w, self.head2_b = linear(d, n_out)
 
-        def forward(self, tokens, pad, cond):
-            b = tokens.shape[0]
-            h = torch.cat([self.cls.expand(b, -1, -1), self.embed(tokens)], 1)
-            mask = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=pad.device), pad], 1)
-            h = self.encoder(h, src_key_padding_mask=mask)
-            return self.head(torch.cat([h[:, 0], torch.relu(self.cond(cond))], 1))
+        def encode(self, tokens, ids, pad, attention=False):
+            """CLS output [M, B, d]; with ``attention``, also the last layer's attention of
+            the CLS token over the recipe's tokens [M, B, S] (mean over heads)."""
+            m, b, s, _ = tokens.shape
+            member = torch.arange(m, device=tokens.device)[:, None, None]
+            h = apply(tokens, (self.embed_w, self.embed_b)) + self.identity[member, ids]
+            h = torch.cat([self.cls.expand(m, b, 1, d), h], 2)  # [M, B, S + 1, d]
+            keep = torch.cat([torch.ones(m, b, 1, dtype=torch.bool, device=pad.device), ~pad], 2)
+            mask = keep.reshape(m * b, 1, 1, s + 1)
+            p = dropout if self.training else 0.0
+            weights = None
+            for k, layer in enumerate(self.layers):
+                qkv = apply(h, (layer.qkv_w, layer.qkv_b)).reshape(m * b, s + 1, 3, heads, d // heads)
+                q, kk, v = qkv.permute(2, 0, 3, 1, 4)  # each [M * B, heads, S + 1, d / heads]
+                att = F.scaled_dot_product_attention(q, kk, v, attn_mask=mask, dropout_p=p)
+                if attention and k == len(self.layers) - 1:
+                    scores = (q[:, :, :1] @ kk.transpose(-1, -2)) / math.sqrt(d // heads)
+                    scores = scores.masked_fill(~mask, float("-inf")).softmax(-1)  # [M*B, heads, 1, S+1]
+                    weights = scores.mean(1)[:, 0, 1:].reshape(m, b, s)
+                att = att.transpose(1, 2).reshape(m, b, s + 1, d)
+                h = h + F.dropout(apply(att, (layer.out_w, layer.out_b)), p, self.training)
+                h = F.layer_norm(h, (d,)) * layer.ln1_g + layer.ln1_b
+                ff = apply(F.dropout(F.relu(apply(h, (layer.ff1_w, layer.ff1_b))), p, self.training),
+                           (layer.ff2_w, layer.ff2_b))
+                h = h + F.dropout(ff, p, self.training)
+                h = F.layer_norm(h, (d,)) * layer.ln2_g + layer.ln2_b
+            return (h[:, :, 0], weights) if attention else h[:, :, 0]
 
-    return TokenNet()
+        def forward(self, tokens, ids, pad, cond):
+            z = torch.cat([self.encode(tokens, ids, pad), F.relu(apply(cond, (self.cond_w, self.cond_b)))], 2)
+            return apply(F.gelu(apply(z, (self.head1_w, self.head1_b))), (self.head2_w, self.head2_b))
+
+    return EnsembleTokenNet()
 
 
 class TokenTransformer(BaseEstimator):
@@ -175,7 +232,7 @@ class TokenTransformer(BaseEstimator):
                  dropout: float = 0.0, epochs: int = 100, batch_size: int = 64, lr: float = 1e-3,
                  weight_decay: float = 0.01, warmup_epochs: int = 10, ema: float = 0.99,
                  size_loss: str = "quantile", huber_delta: float = 0.1, aux_size_weight: float = 0.5,
-                 augment: int = 0, weak_tolerance: float | None = None, weak_min_counted: int = 300,
+                 identity_min_count: int = 3, augment: int = 0, weak_tolerance: float | None = None, weak_min_counted: int = 300,
                  n_seeds: int = 1, seed: int = 0, threads: int = 1, device: str = "cpu"):
         self.feature_names = feature_names
         self.task = task
@@ -195,6 +252,7 @@ class TokenTransformer(BaseEstimator):
         self.size_loss = size_loss
         self.huber_delta = huber_delta
         self.aux_size_weight = aux_size_weight
+        self.identity_min_count = identity_min_count
         self.augment = augment
         self.weak_tolerance = weak_tolerance
         self.weak_min_counted = weak_min_counted
@@ -288,8 +346,24 @@ class TokenTransformer(BaseEstimator):
             sd = np.nanstd(cond, axis=0) if cond.shape[1] else np.zeros(0)
         self.cond_scale_ = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
 
+    def _fit_identities(self, codes):
+        """Chemicals (codes) in at least ``identity_min_count`` training recipes get their own
+        learned embedding (index 1..); every other one, index 0 (0 = off)."""
+        self.identities_ = {}
+        if self.identity_min_count:
+            found, counts = np.unique(codes[np.isfinite(codes)], return_counts=True)
+            kept = found[counts >= int(self.identity_min_count)]
+            self.identities_ = {int(c): k + 1 for k, c in enumerate(kept)}
+
+    def _ids(self, codes) -> np.ndarray:
+        out = np.zeros(codes.shape, dtype=np.int64)
+        for idx in zip(*np.nonzero(np.isfinite(codes))):
+            out[idx] = self.identities_.get(int(codes[idx]), 0)
+        return out
+
     def _inputs(self, codes, mmol, vecs, inter, cond):
-        """Scaled token inputs [n, S, F + 3 + C], padding mask [n, S], conditions [n, C]."""
+        """Scaled token inputs [n, S, F + 3 + C], identity indices [n, S], padding mask
+        [n, S], conditions [n, C]."""
         n, s = codes.shape
         pad = ~(np.isfinite(codes) & ((mmol > 0) | (np.arange(s) == 0)))
         v = np.nan_to_num((vecs - self.vec_mean_) / self.vec_scale_)
@@ -300,7 +374,8 @@ class TokenTransformer(BaseEstimator):
         tokens = np.concatenate([v, amt[..., None], prod[..., None], inter[..., None],
                                  np.repeat(c[:, None, :], s, axis=1)], axis=2)
         tokens[pad] = 0.0
-        return tokens.astype(np.float32), pad, (c if c.shape[1] else np.zeros((n, 1))).astype(np.float32)
+        return (tokens.astype(np.float32), self._ids(codes), pad,
+                (c if c.shape[1] else np.zeros((n, 1))).astype(np.float32))
 
     # -- fit / predict -------------------------------------------------------------------
     def _device(self):
@@ -346,27 +421,22 @@ class TokenTransformer(BaseEstimator):
             weak = np.nan_to_num(np.asarray(counted, dtype=float), nan=0.0) < self.weak_min_counted
         inter = np.zeros(codes.shape)
         self._fit_scalers(codes, mmol, vecs, cond)
+        self._fit_identities(codes)
         device = self._device()
-        self.members_ = []
-        self.origins_ = []  # per member: the fit row behind every training row (copies included)
-        self.history_ = []
-        for k in range(int(self.n_seeds)):
-            member_seed = int(self.seed) * 1000 + k
-            rng = np.random.default_rng(member_seed)
-            torch.manual_seed(member_seed)
-            arrays = [codes, mmol, vecs, inter]
-            origin = np.arange(n)
-            if self.augment and self.pairs_:
-                a_codes, a_mmol, a_vecs, a_inter, a_origin = augment_recipes(
-                    codes, mmol, vecs, inter, self.pairs_, int(self.augment), rng, self._merge)
-                arrays = [np.concatenate([b, a]) for b, a in zip(arrays, (a_codes, a_mmol, a_vecs, a_inter))]
-                origin = np.concatenate([origin, a_origin])
-            self.origins_.append(origin)
-            tokens, pad, c = self._inputs(*arrays, cond[origin])
-            net, losses = self._train(tokens, pad, c, target[origin], None if aux is None else aux[origin],
-                                      weight[origin], weak[origin], device)
-            self.members_.append(net)
-            self.history_.append(losses)
+        torch.manual_seed(int(self.seed))
+        rng = np.random.default_rng(int(self.seed))
+        arrays = [codes, mmol, vecs, inter]
+        origin = np.arange(n)
+        if self.augment and self.pairs_:
+            a_codes, a_mmol, a_vecs, a_inter, a_origin = augment_recipes(
+                codes, mmol, vecs, inter, self.pairs_, int(self.augment), rng, self._merge)
+            arrays = [np.concatenate([b, a]) for b, a in zip(arrays, (a_codes, a_mmol, a_vecs, a_inter))]
+            origin = np.concatenate([origin, a_origin])
+        self.origins_ = origin  # the fit row behind every training row (copies included)
+        tokens, ids, pad, c = self._inputs(*arrays, cond[origin])
+        self.net_, self.history_ = self._train(tokens, ids, pad, c, target[origin],
+                                               None if aux is None else aux[origin], weight[origin],
+                                               weak[origin], device)
         return self
 
     def _n_out(self, with_aux: bool) -> int:
@@ -374,14 +444,19 @@ class TokenTransformer(BaseEstimator):
             return len(QUANTILES) if self.size_loss == "quantile" else 1
         return len(self.classes_) + int(with_aux)
 
-    def _train(self, tokens, pad, cond, target, aux, weight, weak, device):
+    def _train(self, tokens, ids, pad, cond, target, aux, weight, weak, device):
+        """Train the ``n_seeds`` members together (each its own initialisation and order of
+        the rows); returns the network holding the averaged (EMA) weights and the mean
+        training loss per epoch."""
         import torch
         import torch.nn.functional as F
 
-        n = tokens.shape[0]
-        net = _net(tokens.shape[2], cond.shape[1], int(self.d_model), int(self.n_layers), int(self.n_heads),
-                   int(self.ffn), float(self.dropout), self._n_out(aux is not None)).to(device)
+        n, m = tokens.shape[0], int(self.n_seeds)
+        net = _ensemble_net(m, tokens.shape[2], cond.shape[1], int(self.d_model), int(self.n_layers),
+                            int(self.n_heads), int(self.ffn), float(self.dropout), self._n_out(aux is not None),
+                            len(self.identities_) + 1).to(device)
         T = torch.from_numpy(tokens).to(device)
+        I = torch.from_numpy(ids).to(device)  # noqa: E741
         P = torch.from_numpy(pad).to(device)
         C = torch.from_numpy(cond).to(device)
         Y = torch.from_numpy(np.asarray(target, dtype=np.float32 if self.task == "size" else np.int64)).to(device)
@@ -401,32 +476,35 @@ class TokenTransformer(BaseEstimator):
             return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-        ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        gen = torch.Generator().manual_seed(int(torch.initial_seed()) % (2**63))
+        params = list(net.parameters())
+        ema = [p.detach().clone() for p in params]
+        gen = torch.Generator().manual_seed(int(self.seed))
         losses, step = [], 0
         for _ in range(int(self.epochs)):
             net.train()
-            perm = torch.randperm(n, generator=gen).to(device)
-            epoch_loss = 0.0
+            perm = torch.argsort(torch.rand(m, n, generator=gen), dim=1).to(device)  # per member
+            epoch_loss = torch.zeros((), device=device)  # summed on the device: no sync per step
             for start in range(0, n, bs):
-                b = perm[start:start + bs]
-                out = net(T[b], P[b], C[b])
+                b = perm[:, start:start + bs]  # [M, B]
+                out = net(T[b], I[b], P[b], C[b])  # [M, B, out]
+                w = W[b]
                 if self.task == "size":
-                    err = Y[b, None] - (out if self.size_loss == "quantile" else out[:, :1])
+                    y = Y[b]
                     if self.size_loss == "quantile":
-                        per = torch.maximum(q * err, (q - 1) * err).sum(1)
-                        mid = err[:, 1]
+                        err = y[..., None] - out
+                        per = torch.maximum(q * err, (q - 1) * err).sum(-1)
+                        mid = err[..., 1]
                     else:
-                        per = F.huber_loss(out[:, 0], Y[b], delta=float(self.huber_delta), reduction="none")
-                        mid = err[:, 0]
-                    keep = (~K[b]) | (mid.detach().abs() > tol)
-                    loss = (per * W[b] * keep).sum() / W[b].sum()
+                        per = F.huber_loss(out[..., 0], y, delta=float(self.huber_delta), reduction="none")
+                        mid = y - out[..., 0]
+                    per = per * ((~K[b]) | (mid.detach().abs() > tol))
                 else:
                     n_cls = len(self.classes_)
-                    per = F.cross_entropy(out[:, :n_cls], Y[b], reduction="none")
+                    per = F.cross_entropy(out[..., :n_cls].reshape(-1, n_cls), Y[b].reshape(-1),
+                                          reduction="none").reshape(b.shape)
                     if A is not None:
-                        per = per + self.aux_size_weight * (out[:, n_cls] - A[b]).abs()
-                    loss = (per * W[b]).sum() / W[b].sum()
+                        per = per + self.aux_size_weight * (out[..., n_cls] - A[b]).abs()
+                loss = ((per * w).sum(1) / w.sum(1)).sum()  # members are independent: their sum
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -434,34 +512,36 @@ class TokenTransformer(BaseEstimator):
                 step += 1
                 decay = min(float(self.ema), (1 + step) / (10 + step))
                 with torch.no_grad():
-                    for key, value in net.state_dict().items():
-                        if value.dtype.is_floating_point:
-                            ema[key].mul_(decay).add_(value.detach(), alpha=1 - decay)
-                        else:
-                            ema[key].copy_(value)
-                epoch_loss += float(loss.detach()) * b.numel()
-            losses.append(epoch_loss / n)
-        net.load_state_dict(ema)
+                    torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - decay)
+                epoch_loss += loss.detach() * (b.shape[1] / m)
+            losses.append(float(epoch_loss) / n)
+        with torch.no_grad():
+            for p, e in zip(params, ema):
+                p.copy_(e)
         net.eval()
         return net, losses
 
-    def _outputs(self, X) -> np.ndarray:
-        """Raw outputs of every member: [members, n, outputs]."""
+    def _outputs(self, X, attention: bool = False):
+        """Raw outputs of every member [members, n, outputs] (with ``attention``, also the
+        CLS token's attention over the tokens [members, n, slots])."""
         import torch
 
         codes, mmol, vecs, cond = self._split(X)
-        tokens, pad, c = self._inputs(codes, mmol, vecs, np.zeros(codes.shape), cond)
-        outs = []
-        for net in self.members_:
-            device = next(net.parameters()).device
-            parts = []
-            with torch.no_grad():
-                for s in range(0, tokens.shape[0], 1024):
-                    parts.append(net(torch.from_numpy(tokens[s:s + 1024]).to(device),
-                                     torch.from_numpy(pad[s:s + 1024]).to(device),
-                                     torch.from_numpy(c[s:s + 1024]).to(device)).cpu().numpy())
-            outs.append(np.concatenate(parts) if parts else np.zeros((0, 1)))
-        return np.stack(outs)
+        tokens, ids, pad, c = self._inputs(codes, mmol, vecs, np.zeros(codes.shape), cond)
+        net, m = self.net_, int(self.n_seeds)
+        device = next(net.parameters()).device
+        outs, atts = [], []
+        with torch.no_grad():
+            for s in range(0, tokens.shape[0], 1024):
+                t = torch.from_numpy(tokens[s:s + 1024]).to(device)
+                args = [torch.from_numpy(a[s:s + 1024]).to(device) for a in (ids, pad, c)]
+                t, i, p, cc = (x.unsqueeze(0).expand(m, *x.shape) for x in (t, *args))
+                outs.append(net(t, i, p, cc).cpu().numpy())
+                if attention:
+                    atts.append(net.encode(t, i, p, attention=True)[1].cpu().numpy())
+        empty = np.zeros((m, 0, 1))
+        out = np.concatenate(outs, axis=1) if outs else empty
+        return (out, np.concatenate(atts, axis=1) if atts else empty) if attention else out
 
     def _log_quantiles(self, X) -> np.ndarray:
         out = self._outputs(X)
