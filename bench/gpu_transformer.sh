@@ -51,6 +51,9 @@ wait
   "$PY" -m nanoforge.bench synthesis --results "$WORK/results" --families 5
   for p in P G U; do echo; echo "== protocol $p (evaluation output)"; cat "$WORK/$p.txt"; done
   echo
+  echo "== G partitions as they finished (MAE nm, seconds)"
+  grep -h " partition " "$WORK/G.log"
+  echo
   echo "== seconds per split (log)"
   grep -h " split " "$WORK"/[PGU].log | sed 's/, params .*, / ... /'
 } >"$OUT/summary.txt" 2>&1

@@ -265,3 +265,13 @@ def test_device_auto_uses_cuda_when_present(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert model._device().type == "cpu"
     assert TokenTransformer(device="cpu")._device().type == "cpu"
+
+
+def test_attention_by_role_shares():
+    design = _token_design(n=40)
+    names, X, y = _xy(design)
+    m = TokenTransformer(names, **TINY).fit(X, y)
+    shares = m.attention_by_role(X)
+    assert set(shares) == {"product", "precursor", "ligand"}
+    # every token of the tiny recipes has a role (or is the product): the shares sum to 1
+    assert sum(shares.values()) == pytest.approx(1.0, abs=1e-4) and min(shares.values()) > 0

@@ -176,7 +176,8 @@ def evaluate_partitions(design: pl.DataFrame, syn: dict, run: dict, n: int, **kw
         drawn = copy.deepcopy(syn)
         drawn["protocols"]["G"]["partition_seed"] = seed
         figures[f"seed {seed}"] = _run_figure(evaluate_run(design, drawn, run, "G", **kwargs).metrics, run["task"])
-        print(f"G {run['name']} partition {seed}: {time.time() - t0:.0f} s", file=sys.stderr)
+        print(f"G {run['name']} partition {seed}: {figures[f'seed {seed}']:.3f}, {time.time() - t0:.0f} s",
+              file=sys.stderr)
     return figures
 
 

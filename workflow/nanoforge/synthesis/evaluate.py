@@ -101,6 +101,7 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
         raise HarnessError(f"run {run['name']}: feature set {run['features']!r} is not in synthesis.feature_sets")
     names = feature_names(design, cfg["feature_sets"][run["features"]], with_size)
     X = design_matrix(design, names)
+    design = design.select([c for c in design.columns if "__" not in c])  # keys: light to send to workers
     target = "size_nm" if task == "size" else "shape"
     y = design[target].to_numpy()
     families = design["family"].to_numpy()

@@ -563,6 +563,24 @@ class TokenTransformer(BaseEstimator):
         e = np.exp(logits - logits.max(axis=2, keepdims=True))
         return (e / e.sum(axis=2, keepdims=True)).mean(axis=0)
 
+    def attention_by_role(self, X) -> dict[str, float]:
+        """The CLS token's attention in the last layer, summed per role of the tokens it
+        attends to (``product`` and the roles of the chemicals table; mean over rows and
+        members, renormalised over the recipe's tokens without the CLS token itself; the shares
+        sum to 1 when every token has a role)."""
+        _, att = self._outputs(X, attention=True)  # [M, n, S]
+        X = np.asarray(X, dtype=float)
+        feats = self.layout_["feats"]
+        roles = [f for f in feats if f.startswith(ROLE_PREFIX)]
+        role_cols = np.asarray(self.layout_["vec"])[:, [feats.index(r) for r in roles]]  # [S, R]
+        onehot = np.nan_to_num(X[:, role_cols])  # [n, S, R]
+        share = att.mean(axis=0)  # [n, S]
+        share = share / np.maximum(share.sum(axis=1, keepdims=True), 1e-12)  # over the recipe's tokens
+        out = {"product": float(share[:, 0].mean())}
+        for k, role in enumerate(roles):
+            out[role[len(ROLE_PREFIX):]] = float((share[:, 1:] * onehot[:, 1:, k]).sum(1).mean())
+        return out
+
     def predict_interval(self, X):
         """(low, high) in nm: the 80 % prediction interval of the size of each row."""
         if self.task != "size":
