@@ -45,6 +45,7 @@ relative error (the paper's use of its 2,769 weak recipes); null = every row cou
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -144,6 +145,15 @@ def augment_recipes(codes, mmol, vecs, inter, pairs, copies: int, rng, merge, ma
         return (codes[:0], mmol[:0], vecs[:0], inter[:0], np.zeros(0, dtype=int))
     return (np.stack(out["codes"]), np.stack(out["mmol"]), np.stack(out["vecs"]), np.stack(out["inter"]),
             np.asarray(out["origin"]))
+
+
+def _standardiser(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations of ``a`` over its finite values (0 and 1 for a
+    column with none, or a constant one)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column without a finite value
+        mean, sd = np.nanmean(a, axis=0), np.nanstd(a, axis=0)
+    return np.nan_to_num(mean), np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
 
 
 def _ensemble_net(members: int, n_in: int, n_cond: int, d: int, layers: int, heads: int, ffn: int,
@@ -319,8 +329,9 @@ class TokenTransformer(BaseEstimator):
         chem_end = n_role + (self.n_chem_ if self.tokens in ("chem", "both") else 0)
         if chem_end > n_role:
             pair = np.vstack([va[n_role:chem_end], vb[n_role:chem_end]])
-            with np.errstate(all="ignore"):
-                out[n_role:chem_end] = np.where(np.isnan(pair).all(0), np.nan, np.nanmean(pair, axis=0))
+            with warnings.catch_warnings():  # a descriptor neither has: NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out[n_role:chem_end] = np.nanmean(pair, axis=0)
             flags = [n_role + k for k, f in enumerate(self.chem_feats_) if f.startswith("has_")]
             out[flags] = np.maximum(va[flags], vb[flags])
         if self.tokens in ("uni", "both"):
@@ -331,20 +342,13 @@ class TokenTransformer(BaseEstimator):
 
     def _fit_scalers(self, codes, mmol, vecs, cond):
         present = np.isfinite(codes)
-        v = vecs[present]
-        with np.errstate(all="ignore"):
-            self.vec_mean_ = np.nan_to_num(np.nanmean(v, axis=0))
-            sd = np.nanstd(v, axis=0)
-        self.vec_scale_ = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+        self.vec_mean_, self.vec_scale_ = _standardiser(vecs[present])
         amounts = np.log1p(mmol[:, 1:][present[:, 1:] & (mmol[:, 1:] > 0)])
         if amounts.size == 0:
             raise TransformerError("no reactant with a positive amount among the training rows")
         q1, self.amt_median_, q3 = np.percentile(amounts, [25, 50, 75])
         self.amt_scale_ = float(q3 - q1) if q3 > q1 else 1.0
-        with np.errstate(all="ignore"):
-            self.cond_mean_ = np.nan_to_num(np.nanmean(cond, axis=0)) if cond.shape[1] else np.zeros(0)
-            sd = np.nanstd(cond, axis=0) if cond.shape[1] else np.zeros(0)
-        self.cond_scale_ = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+        self.cond_mean_, self.cond_scale_ = _standardiser(cond)
 
     def _fit_identities(self, codes):
         """Chemicals (codes) in at least ``identity_min_count`` training recipes get their own
@@ -465,7 +469,8 @@ class TokenTransformer(BaseEstimator):
         K = torch.from_numpy(weak).to(device)
         tol = math.log1p(self.weak_tolerance) if self.weak_tolerance is not None else 0.0
         q = torch.tensor(QUANTILES, device=device)
-        opt = torch.optim.AdamW(net.parameters(), lr=float(self.lr), weight_decay=float(self.weight_decay))
+        opt = torch.optim.AdamW(net.parameters(), lr=float(self.lr), weight_decay=float(self.weight_decay),
+                                fused=device.type == "cuda")  # one kernel per step on a GPU
         bs = int(self.batch_size)
         per_epoch = max(1, math.ceil(n / bs))
         total, warm = int(self.epochs) * per_epoch, int(self.warmup_epochs) * per_epoch
