@@ -51,13 +51,13 @@ def _token_design(n=90, seed=0) -> pl.DataFrame:
         put("cond__rowid", float(i))
         put("tok__p__code", float(token_code(products[i])))
         for f, v in zip(FEATS, PRODUCTS[products[i]]):
-            put(f"tok__p__{f}", v)
+            put(f"tok__p__{f}", float(v))
         for j in range(SLOTS):
             has = j < len(chems)
             put(f"tok__r{j}__code", float(token_code(chems[j])) if has else np.nan)
             put(f"tok__r{j}__mmol", float(mmol[j]) if has else 0.0)
             for k, f in enumerate(FEATS):
-                put(f"tok__r{j}__{f}", CHEMS[chems[j]][k] if has else np.nan)
+                put(f"tok__r{j}__{f}", float(CHEMS[chems[j]][k]) if has else np.nan)
         a = sum(m for c, m in zip(chems, mmol) if c == "A")
         sizes.append(2 + a + temp / 100 + rng.normal(0, 0.2))
     keys = pl.DataFrame({
@@ -275,3 +275,45 @@ def test_attention_by_role_shares():
     assert set(shares) == {"product", "precursor", "ligand"}
     # every token of the tiny recipes has a role (or is the product): the shares sum to 1
     assert sum(shares.values()) == pytest.approx(1.0, abs=1e-4) and min(shares.values()) > 0
+
+
+# --- grouped permutation importance -------------------------------------------------------
+
+
+def test_column_groups_and_importance_by_hand():
+    from nanoforge.synthesis import importance as imp
+
+    names = ["cond__t", "prod__comp_Z_mean", "amt__n_reactants", "pool__ligand__rd_MolWt", "bag__OA", "bag__PbO"]
+    groups = imp.column_groups(names, {"OA": "ligand", "PbO": "precursor"}.get)
+    assert {g: c.tolist() for g, c in groups.items()} == {
+        "conditions": [0], "product": [1], "ligand": [3, 4], "precursor": [5], "amounts": [2]}
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = 3 * X[:, 0]  # only column 0 matters
+    predict = lambda Z: 3 * Z[:, 0]  # noqa: E731
+    res = imp.grouped_importance(predict, X, y, {"a": imp.column_permuter([0]), "b": imp.column_permuter([1])})
+    assert res["baseline"] == 0 and res["b"] == 0 and res["a"] > 1
+
+
+def test_token_permuter_swaps_the_tokens_of_one_role():
+    from nanoforge.synthesis import importance as imp
+
+    design = _token_design(n=30)
+    names, X, _ = _xy(design)
+    lay = token_layout(names)
+    perm = np.roll(np.arange(len(X)), 1)
+    out = imp.token_permuter(lay, "ligand")(X, perm)
+    feats = lay["feats"]
+
+    def tokens(row, ligand):
+        return sorted(row[lay["code"][s]] for s in range(1, len(lay["slots"]))
+                      if np.isfinite(row[lay["code"][s]])
+                      and (row[lay["vec"][s][feats.index("role_ligand")]] == 1) == ligand)
+
+    for i, j in enumerate(perm):
+        if len(tokens(X[i], False)) + len(tokens(X[j], True)) <= SLOTS:
+            assert tokens(out[i], True) == tokens(X[j], True)  # the donor's ligands
+            assert tokens(out[i], False) == tokens(X[i], False)  # its own other chemicals
+        assert out[i, lay["code"][0]] == X[i, lay["code"][0]]  # product kept
+    prod = imp.token_permuter(lay, "product")(X, perm)
+    assert (prod[:, lay["code"][0]] == X[perm, lay["code"][0]]).all()
