@@ -11,8 +11,9 @@
 # with feature block tok (`snakemake results/features/recipe_features.parquet`, or copied
 # from a machine that made it) and resources/recipes/unimol_descriptors.parquet.
 # Writes to $OUT: summary.txt (comparison table, U per product, G partitions, interval
-# coverage, seconds per split), metrics.csv, predictions.parquet, log.txt and
-# parity_P.png, parity_G.png, parity_U.png.
+# coverage, seconds per split, grouped permutation importance and CLS attention per role),
+# metrics.csv, predictions.parquet, log.txt, parity_P.png, parity_G.png, parity_U.png and
+# importance.png.
 set -uo pipefail
 : "${OUT:?set OUT to the folder for the results}"
 PY=${PYTHON:-.venv/bin/python}
@@ -43,6 +44,9 @@ bench() {  # protocol, extra options
 }
 SECONDS=0
 bench P & bench G --g-partitions "$G_PARTITIONS" & bench U &
+# what drives size: grouped permutation importance and CLS attention per role (P split 0)
+timeout "$LIMIT" "$PY" -m nanoforge.bench importance --overlay config.gpu.yaml --features "$FEATURES" \
+  --runs size_et_chem $RUNS --threads 4 --figure "$OUT/importance.png" >"$WORK/importance.txt" 2>&1 &
 wait
 
 {
@@ -50,6 +54,7 @@ wait
   echo
   "$PY" -m nanoforge.bench synthesis --results "$WORK/results" --families 5
   for p in P G U; do echo; echo "== protocol $p (evaluation output)"; cat "$WORK/$p.txt"; done
+  echo; echo "== grouped permutation importance (P split 0)"; cat "$WORK/importance.txt"
   echo
   echo "== G partitions as they finished (MAE nm, seconds)"
   grep -h " partition " "$WORK/G.log"

@@ -43,7 +43,7 @@ Blocks (config ``synthesis.featurize.blocks``):
           ``r0``..``r<token_slots - 1>`` in the recipe's order, each ``<slot>__code`` (a
           52-bit hash of the chemical's name, ``token_code``: the transformer finds the
           reaction intermediates and Uni-Mol vectors by it), ``<slot>__mmol`` (reactants) and
-          the chemical's vector ``<slot>__<feature>`` (``TOKEN_FEATURES``: RDKit and
+          the chemical's vector ``<slot>__<feature>`` (``token_feature_names``: RDKit and
           composition descriptors, NaN where missing, their availability and the role one-hot).
           An empty slot has code NaN, mmol 0 and NaN features. A recipe with more reactants
           than slots is an error.
