@@ -219,7 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     partitions: dict[str, dict] = {}  # G run -> partition -> figure (--g-partitions)
 
     if args.evaluate:
+        import logging
+
         import yaml
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")  # the harness's line per split
 
         from nanoforge.config import load_config, validate_config
         from nanoforge.synthesis.evaluate import evaluate_run

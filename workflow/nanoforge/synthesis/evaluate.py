@@ -169,11 +169,9 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
             "params": json.dumps(chosen, sort_keys=True),
             "inner_score": inner_score,
         }
-        log.info("%s %s split %s: train %d, val %d, %s, params %s, %.0f s", protocol, run["name"], sp.name,
-                 train.size, sp.val.size, ", ".join(f"{a} {b:.4g}" for a, b in m.items()), chosen,
-                 time.time() - t_split)
-        for note in sp.notes:
-            log.info("  %s", note)
+        lines = [f"{protocol} {run['name']} split {sp.name}: train {train.size}, val {sp.val.size}, "
+                 + ", ".join(f"{a} {b:.4g}" for a, b in m.items()) + f", params {chosen}, "
+                 f"{time.time() - t_split:.0f} s"] + [f"  {note}" for note in sp.notes]
         block = design[sp.val].select("recipe_id", "paper_id", "product", "family")
         block = block.with_columns(pl.lit(protocol).alias("protocol"), pl.lit(run["name"]).alias("run"),
                                    pl.lit(sp.name).alias("fold"))
@@ -186,7 +184,7 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
         else:
             block = block.with_columns(pl.Series("shape_true", y[sp.val].astype(str)),
                                        pl.Series("shape_pred", pred.astype(str)))
-        return row, block
+        return row, block, lines  # logged by the calling process (a worker's log goes nowhere)
 
     if jobs > 1 and len(splits) > 1:  # the splits in parallel processes (e.g. GPU runs)
         from joblib import Parallel, delayed
@@ -194,8 +192,11 @@ def evaluate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, s
         done = Parallel(n_jobs=min(jobs, len(splits)))(delayed(one_split)(k, sp) for k, sp in enumerate(splits))
     else:
         done = [one_split(k, sp) for k, sp in enumerate(splits)]
-    fold_rows = [row for row, _ in done]
-    pred_rows = [block for _, block in done]
+    for _, _, lines in done:
+        for line in lines:
+            log.info("%s", line)
+    fold_rows = [row for row, _, _ in done]
+    pred_rows = [block for _, block, _ in done]
     per_fold = pl.DataFrame(fold_rows)
     table = M.summarize(per_fold, task).with_columns(
         pl.lit(protocol).alias("protocol"), pl.lit(run["name"]).alias("run"), pl.lit(task).alias("task"),
