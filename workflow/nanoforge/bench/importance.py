@@ -16,20 +16,15 @@ import argparse
 import sys
 import time
 
-import polars as pl
 
 
 def main(argv: list[str] | None = None) -> int:
-    import yaml
-
-    from nanoforge.bench.synthesis import merge_overlay
+    from nanoforge.bench.synthesis import load_inputs
     from nanoforge.chemicals import DEFAULT_PATH, REACTANT_ROLES, ChemicalTable
-    from nanoforge.config import load_config, validate_config
     from nanoforge.synthesis import importance as imp
     from nanoforge.synthesis import models as models_mod
     from nanoforge.synthesis.evaluate import design_matrix, feature_names
     from nanoforge.synthesis.protocols import ProtocolSettings, make_splits
-    from nanoforge.synthesis.stage import read_fold_table
     from nanoforge.synthesis.transformer import token_layout
 
     ap = argparse.ArgumentParser(prog="python -m nanoforge.bench importance", description=__doc__,
@@ -45,13 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figure", help="PNG of the importances")
     args = ap.parse_args(argv)
 
-    cfg = load_config(args.config)
-    if args.overlay:
-        with open(args.overlay) as fh:
-            cfg = validate_config(merge_overlay(cfg, yaml.safe_load(fh) or {}))
+    cfg, design, folds = load_inputs(args.config, args.overlay, args.features)
     syn = cfg["synthesis"]
-    design = pl.read_parquet(args.features)
-    folds = read_fold_table(syn["folds"]) if syn["folds"] else None
     table = ChemicalTable.read(DEFAULT_PATH)
 
     def role_of(name: str) -> str:  # as the featurizer's: a product used as a reactant is a precursor

@@ -193,6 +193,22 @@ def merge_overlay(base: dict, overlay: dict) -> dict:
     return out
 
 
+def load_inputs(config: str, overlay: str | None, features: str):
+    """The config (with ``overlay`` merged in, validated), the feature table and the fold
+    table of the synthesis section (None where it names none)."""
+    import yaml
+
+    from nanoforge.config import load_config, validate_config
+    from nanoforge.synthesis.stage import read_fold_table
+
+    cfg = load_config(config)
+    if overlay:
+        with open(overlay) as fh:
+            cfg = validate_config(merge_overlay(cfg, yaml.safe_load(fh) or {}))
+    folds = read_fold_table(cfg["synthesis"]["folds"]) if cfg["synthesis"]["folds"] else None
+    return cfg, pl.read_parquet(features), folds
+
+
 def main(argv: list[str] | None = None) -> int:
     from nanoforge.synthesis import compare
 
@@ -221,21 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.evaluate:
         import logging
 
-        import yaml
-
         logging.basicConfig(level=logging.INFO, format="%(message)s")  # the harness's line per split
 
-        from nanoforge.config import load_config, validate_config
         from nanoforge.synthesis.evaluate import evaluate_run
-        from nanoforge.synthesis.stage import read_fold_table
 
-        cfg = load_config(args.config)
-        if args.overlay:
-            with open(args.overlay) as fh:
-                cfg = validate_config(merge_overlay(cfg, yaml.safe_load(fh) or {}))
+        cfg, design, folds = load_inputs(args.config, args.overlay, args.features)
         syn = cfg["synthesis"]
-        design = pl.read_parquet(args.features)
-        folds = read_fold_table(syn["folds"]) if syn["folds"] else None
         tables, predictions = [], {}
         for run in syn["runs"]:
             if args.runs and run["name"] not in args.runs:
