@@ -264,17 +264,28 @@ def test_no_validation_row_in_any_fit(protocol, task):
         assert {"shape_true", "shape_pred"} <= set(preds.columns)
 
 
-def test_real_pipeline_fits_filter_on_training_rows_only():
-    design = _synthetic_design()
+def _et_run():
+    """A synthetic design, a config with a small extra-trees model (two candidates), a size run."""
     cfg = _cfg({})
     cfg["models"] = {"et": {"params": {"n_estimators": 5, "log_target": True}, "grid": {"max_features": [0.5, 1.0]}}}
-    run = {"name": "r", "task": "size", "model": "et", "features": "t"}
+    return _synthetic_design(), cfg, {"name": "r", "task": "size", "model": "et", "features": "t"}
+
+
+def test_real_pipeline_fits_filter_on_training_rows_only():
+    design, cfg, run = _et_run()
     res = cross_validate_run(design, cfg, run, "P")
     mean = res.metrics.filter(pl.col("fold") == "mean").row(0, named=True)
     assert mean["mae_nm"] > 0 and np.isfinite(mean["r2"])
     assert (res.predictions["size_pred_nm"] > 0).all()  # exp of a log-target model
     rows = res.metrics.filter(~pl.col("fold").is_in(["mean", "std"]))
     assert rows["params"].str.contains("max_features").all()
+
+
+def test_splits_in_parallel_processes_give_the_same_results():
+    design, cfg, run = _et_run()
+    one = cross_validate_run(design, cfg, run, "U")
+    two = cross_validate_run(design, cfg, run, "U", jobs=2)
+    assert one.metrics.equals(two.metrics) and one.predictions.equals(two.predictions)
 
 
 def test_harness_errors_name_the_key():

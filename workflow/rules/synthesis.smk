@@ -73,6 +73,8 @@ rule evaluate_synthesis:
     input:
         features=f"{FEATURES}/recipe_features.parquet",
         folds=[SYN["folds"]] if SYN["folds"] else [],
+        # the transformer reads the Uni-Mol table (its intermediates, uni tokens)
+        unimol=[SYN["unimol"]["path"]] if SYN_UNIMOL else [],
     output:
         predictions=f"{SYNTHESIS}/{{protocol}}/{{run}}/predictions.parquet",
         metrics=f"{SYNTHESIS}/{{protocol}}/{{run}}/metrics.csv",

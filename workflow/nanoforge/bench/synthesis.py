@@ -28,6 +28,12 @@ to which families happen to share a fold. For example::
 
 (``size_vote_chem`` and the other baselines of the paper comparison are runs of the overlay
 ``config.paper.yaml``; the default config.yaml holds the best run of each task and protocol.)
+
+``--config FILE [OVERLAY ...]`` merges each overlay key by key into the config, as Snakemake's
+``--configfile`` does (e.g. ``config.yaml config.gpu.yaml``: the paper-size transformer);
+``--jobs N`` evaluates N outer splits at once in separate processes; ``--save DIR`` writes each
+evaluated run's ``DIR/<protocol>/<run>/metrics.csv`` and ``predictions.parquet``, the layout
+the default mode reads (``--results DIR``).
 """
 
 from __future__ import annotations
@@ -176,8 +182,20 @@ def cross_validate_partitions(design: pl.DataFrame, syn: dict, run: dict, n: int
         drawn["protocols"]["G"]["partition_seed"] = seed
         res = cross_validate_run(design, drawn, run, "G", **kwargs)
         figures[f"seed {seed}"] = _run_figure(res.metrics, run["task"])
-        print(f"G {run['name']} partition {seed}: {time.time() - t0:.0f} s", file=sys.stderr)
+        print(f"G {run['name']} partition {seed}: {figures[f'seed {seed}']:.3f}, {time.time() - t0:.0f} s",
+              file=sys.stderr)
     return figures
+
+
+def load_inputs(config_files: list[str], features: str):
+    """The config (``config_files[0]`` with the others merged in as overlays, validated), the
+    feature table and the fold table of the synthesis section (None where it names none)."""
+    from nanoforge.config import load_config
+    from nanoforge.synthesis.stage import read_fold_table
+
+    cfg = load_config(*config_files)
+    folds = read_fold_table(cfg["synthesis"]["folds"]) if cfg["synthesis"]["folds"] else None
+    return cfg, pl.read_parquet(features), folds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", nargs="*", help="--evaluate: only these runs")
     ap.add_argument("--protocols", nargs="*", help="--evaluate: only these protocols")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--jobs", type=int, default=1, help="--evaluate: outer splits evaluated at once (processes)")
+    ap.add_argument("--save", help="--evaluate: write <save>/<protocol>/<run>/metrics.csv and predictions.parquet")
     ap.add_argument("--families", type=int, default=5,
                     help="recipe families to list for the best size run under G (0: none)")
     ap.add_argument("--g-partitions", type=int, default=0, metavar="N",
@@ -204,14 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     partitions: dict[str, dict] = {}  # G run -> partition -> figure (--g-partitions)
 
     if args.evaluate:
-        from nanoforge.config import load_config
-        from nanoforge.synthesis.harness import cross_validate_run
-        from nanoforge.synthesis.stage import read_fold_table
+        import logging
 
-        cfg = load_config(*args.config)
+        logging.basicConfig(level=logging.INFO, format="%(message)s")  # the harness's line per split
+
+        from nanoforge.synthesis.harness import cross_validate_run
+
+        cfg, design, folds = load_inputs(args.config, args.features)
         syn = cfg["synthesis"]
-        design = pl.read_parquet(args.features)
-        folds = read_fold_table(syn["folds"]) if syn["folds"] else None
         tables, predictions = [], {}
         for run in syn["runs"]:
             if args.runs and run["name"] not in args.runs:
@@ -221,8 +241,13 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 t0 = time.time()
                 res = cross_validate_run(design, syn, run, protocol, seed=cfg["seed"], threads=args.threads,
-                                         fold_table=folds)
+                                         fold_table=folds, jobs=args.jobs)
                 tables.append(res.metrics)
+                if args.save:
+                    where = Path(args.save) / protocol / run["name"]
+                    where.mkdir(parents=True, exist_ok=True)
+                    res.metrics.write_csv(where / "metrics.csv")
+                    res.predictions.write_parquet(where / "predictions.parquet")
                 if protocol == "G" and run["task"] == "size":
                     predictions[run["name"]] = res.predictions
                 print(f"{protocol} {run['name']}: {time.time() - t0:.0f} s", file=sys.stderr)
@@ -230,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                     partitions[run["name"]] = {"standard": _run_figure(res.metrics, run["task"]),
                                                **cross_validate_partitions(design, syn, run, args.g_partitions,
                                                                            seed=cfg["seed"], threads=args.threads,
-                                                                           fold_table=folds)}
+                                                                           fold_table=folds, jobs=args.jobs)}
     else:
         root = Path(args.results)
         files = _metric_files(root)

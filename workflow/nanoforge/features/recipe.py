@@ -38,10 +38,20 @@ Blocks (config ``synthesis.featurize.blocks``):
 ``uni``   the paper's Uni-Mol vectors: ``prod_<i>`` (the product's), ``sum_<i>`` (the sum
           over reactants that have one), ``n_missing`` (reactants without one) and
           ``prod_missing``. NaN where missing, never zeros.
+``tok``   the recipe as chemical tokens, for the token transformer
+          (``nanoforge.synthesis.transformer``): the product token ``p`` and reactant slots
+          ``r0``..``r<token_slots - 1>`` in the recipe's order, each ``<slot>__code`` (a
+          52-bit hash of the chemical's name, ``token_code``: the transformer finds the
+          reaction intermediates and Uni-Mol vectors by it), ``<slot>__mmol`` (reactants) and
+          the chemical's vector ``<slot>__<feature>`` (``token_feature_names``: RDKit and
+          composition descriptors, NaN where missing, their availability and the role one-hot).
+          An empty slot has code NaN, mmol 0 and NaN features. A recipe with more reactants
+          than slots is an error.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -49,16 +59,32 @@ import polars as pl
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from nanoforge.chemicals import REACTANT_ROLES, ChemicalTable, product_phase
-from nanoforge.features import composition
+from nanoforge.features import composition, molecular
 from nanoforge.features.chemical import UNIMOL_DIM, ChemicalFeaturizer
 
-BLOCKS = ("cond", "amt", "prod", "pool", "bag", "frac", "chem", "uni")
+BLOCKS = ("cond", "amt", "prod", "pool", "bag", "frac", "chem", "uni", "tok")
 POOL_FAMILIES = ("rd", "comp", "fp")
 KEY_COLUMNS = ("recipe_id", "source", "source_row", "paper_id", "doi", "product", "family", "size_nm",
                "size_spread_pct", "shape", "n_counted")
 EPS_MMOL = 1e-3
 # Role of a reactant missing from the chemicals table: the ingestion's role.
 FALLBACK_ROLES = {"precursor": "precursor", "ligand": "ligand", "solvent": "solvent"}
+
+
+TOKEN_SLOTS = 12
+TOKEN_FAMILIES = ("rd", "comp")
+
+
+def token_code(name: str) -> int:
+    """A stable 52-bit code of a chemical name (exact as a float64)."""
+    return int(hashlib.sha1(name.encode("utf-8")).hexdigest()[:13], 16)
+
+
+def token_feature_names() -> list[str]:
+    """The per-token vector of block ``tok``: RDKit descriptors, composition descriptors, their
+    availability, and the role one-hot (all zero for the product)."""
+    return ([f"rd_{n}" for n in molecular.names()] + [f"comp_{n}" for n in composition.names()]
+            + [f"has_{f}" for f in TOKEN_FAMILIES] + [f"role_{r}" for r in REACTANT_ROLES])
 
 
 def paper_id(recipe_id: str, source_id: str | None) -> int | None:
@@ -90,12 +116,13 @@ class RecipeFeaturizer(BaseEstimator, TransformerMixin):
 
     def __init__(self, chemicals: ChemicalTable, blocks=("cond", "amt", "prod", "pool", "bag",
                  "frac", "chem"), morgan_bits=32, morgan_radius=2,
-                 unimol: dict[str, np.ndarray] | None = None):
+                 unimol: dict[str, np.ndarray] | None = None, token_slots: int = TOKEN_SLOTS):
         self.chemicals = chemicals
         self.blocks = blocks
         self.morgan_bits = morgan_bits
         self.morgan_radius = morgan_radius
         self.unimol = unimol
+        self.token_slots = token_slots
 
     def fit(self, X=None, y=None):
         unknown = [b for b in self.blocks if b not in BLOCKS]
@@ -110,6 +137,30 @@ class RecipeFeaturizer(BaseEstimator, TransformerMixin):
         return self
 
     # ----------------------------------------------------------------------------------
+    def _token_vector(self, name: str, role: str | None, as_product: bool = False) -> np.ndarray:
+        fam = self.chem_.vectors(name, as_product=as_product)
+        parts = [fam[f] if fam[f] is not None else np.full(self.chem_.dim(f), np.nan) for f in TOKEN_FAMILIES]
+        parts.append(np.array([float(fam[f] is not None) for f in TOKEN_FAMILIES]))
+        parts.append(np.array([float(role == r) for r in REACTANT_ROLES]))
+        return np.concatenate(parts)
+
+    def _put_tokens(self, put, i: int, row: dict, names, roles, mmol) -> None:
+        feats = token_feature_names()
+        if len(names) > self.token_slots:
+            raise ValueError(f"recipe {row['recipe_id']}: {len(names)} reactants, more than the "
+                             f"{self.token_slots} token slots (config synthesis.featurize.token_slots)")
+        slots = [("p", row["product"], None, math.nan)] + [
+            (f"r{j}", names[j], roles[j], mmol[j]) if j < len(names) else (f"r{j}", None, None, 0.0)
+            for j in range(self.token_slots)]
+        for slot, name, role, m in slots:
+            put(f"tok__{slot}__code", i, float(token_code(name)) if name is not None else math.nan)
+            if slot != "p":
+                put(f"tok__{slot}__mmol", i, float(m))
+            vec = (self._token_vector(name, role, as_product=slot == "p") if name is not None
+                   else np.full(len(feats), math.nan))
+            for k, v in zip(feats, vec):
+                put(f"tok__{slot}__{k}", i, float(v))
+
     def _role(self, name: str, recipe_role: str) -> str:
         chem = self.chemicals.get(name)
         if chem is not None and chem.role in REACTANT_ROLES:
@@ -292,6 +343,9 @@ class RecipeFeaturizer(BaseEstimator, TransformerMixin):
                 for k in range(UNIMOL_DIM):
                     put(f"uni__sum_{k}", i, float(s[k]))
 
+            if "tok" in blocks:
+                self._put_tokens(put, i, row, names, roles, mmol)
+
         key_schema = {
             "recipe_id": pl.String, "source": pl.String, "source_row": pl.Int64, "paper_id": pl.Int64, "doi": pl.String,
             "product": pl.String, "family": pl.String, "size_nm": pl.Float64,
@@ -336,6 +390,7 @@ def describe_columns(table: pl.DataFrame) -> pl.DataFrame:
         "frac": "mmol share of one reactant name",
         "chem": "reactant counts by structure status in the chemicals table",
         "uni": "the paper's Uni-Mol vectors (product; sum over reactants)",
+        "tok": "chemical tokens (product and reactant slots: name code, mmol, vector) for the transformer",
     }
     rows = []
     for c in table.columns:

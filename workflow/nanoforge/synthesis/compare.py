@@ -43,6 +43,7 @@ COLUMNS = {
     "rmse_nm": pl.Float64, "mape_pct": pl.Float64, "r2": pl.Float64, "r2_std": pl.Float64,
     "accuracy": pl.Float64, "accuracy_std": pl.Float64, "f1_weighted": pl.Float64,
     "f1_macro": pl.Float64, "f1_macro_std": pl.Float64,
+    "interval_coverage": pl.Float64,  # share of validation rows in the 80 % interval (models that give one)
 }
 
 
@@ -62,7 +63,8 @@ def comparison_table(metrics: list[pl.DataFrame], anchors: bool = True) -> pl.Da
         }
         if mean["task"] == "size":
             row.update(mae_nm=mean["mae_nm"], mae_nm_std=std["mae_nm"], rmse_nm=mean["rmse_nm"],
-                       mape_pct=mean["mape_pct"], r2=mean["r2"], r2_std=std["r2"])
+                       mape_pct=mean["mape_pct"], r2=mean["r2"], r2_std=std["r2"],
+                       interval_coverage=mean.get("interval_coverage"))
         else:
             row.update(accuracy=mean["accuracy"], accuracy_std=std["accuracy"],
                        f1_weighted=mean["f1_weighted"], f1_macro=mean["f1_macro"],
@@ -96,15 +98,15 @@ def _fmt(v, digits=3) -> str:
 
 def format_text(table: pl.DataFrame) -> str:
     """A plain-text table for the terminal (the benchmark command prints it)."""
-    head = ["protocol", "task", "size in", "entry", "source", "MAE nm", "± std", "R²", "acc.", "± std",
-            "F1 macro"]
+    head = ["protocol", "task", "size in", "entry", "source", "MAE nm", "± std", "R²", "80% cov.", "acc.",
+            "± std", "F1 macro"]
     lines = []
     for r in table.iter_rows(named=True):
         task = r["task"] + ("" if r["task"] == "size" else "")
         lines.append([
             r["protocol"], task, _fmt(r["with_size"]) if r["task"] == "shape" else "",
             r["entry"], r["source"], _fmt(r["mae_nm"]), _fmt(r["mae_nm_std"]), _fmt(r["r2"]),
-            _fmt(r["accuracy"]), _fmt(r["accuracy_std"]), _fmt(r["f1_macro"]),
+            _fmt(r.get("interval_coverage")), _fmt(r["accuracy"]), _fmt(r["accuracy_std"]), _fmt(r["f1_macro"]),
         ])
     widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:{'<' if i in (0, 1, 2, 3, 4) else '>'}{w}}}" for i, w in enumerate(widths))

@@ -80,11 +80,25 @@ def _score(task: str, y_true, y_pred) -> float:
     return float(1.0 - np.mean(np.asarray(y_pred, dtype=object) == np.asarray(y_true, dtype=object)))
 
 
+def prediction_interval(pipe, X):
+    """(low, high) of the 80 % prediction interval from a pipeline whose model has
+    ``predict_interval`` (the transformer), else None."""
+    model = pipe.steps[-1][1]
+    if not hasattr(model, "predict_interval"):
+        return None
+    for _, step in pipe.steps[:-1]:
+        X = step.transform(X)
+    return model.predict_interval(X)
+
+
 def cross_validate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str, *, seed: int = 0,
                        threads: int = 1, fold_table: dict | None = None,
-                       make_pipeline=None) -> RunResult:
+                       make_pipeline=None, jobs: int = 1) -> RunResult:
     """Cross-validate ``run`` under ``protocol`` on the feature table ``design``: out-of-fold
     predictions and per-split metrics (see the module docstring).
+
+    ``jobs`` > 1 evaluates that many outer splits at once, in separate processes (each
+    model still uses ``threads``); the results are those of ``jobs`` = 1.
 
     ``cfg`` is the ``synthesis`` section of the config. ``make_pipeline(params, names)`` may
     replace the model factory (tests use it to record what each fit sees).
@@ -103,6 +117,7 @@ def cross_validate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str
         raise HarnessError(f"run {run['name']}: feature set {run['features']!r} is not in synthesis.feature_sets")
     names = feature_names(design, cfg["feature_sets"][run["features"]], with_size)
     X = design_matrix(design, names)
+    design = design.select([c for c in design.columns if "__" not in c])  # keys: light to send to workers
     y = design["size_nm"].to_numpy() if task == "size" else shape_codes(design["shape"])
     families = design["family"].to_numpy()
     settings = ProtocolSettings.from_config(cfg, task, fold_table)
@@ -119,6 +134,7 @@ def cross_validate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str
     settings.train_max_size_nm = None if None in limits else max(limits)
     splits = make_splits(design, protocol, settings)
     sizes = design["size_nm"].to_numpy()
+    counted = design["n_counted"].fill_null(0).to_numpy()
 
     def rows_for(params, rows):
         limit = params.get("train_max_size_nm", default_limit)
@@ -134,9 +150,10 @@ def cross_validate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str
         return models_mod.build_pipeline(kind, task, params, names, min_count=min_count, seed=seed,
                                          threads=threads, models=cfg["models"])
 
-    pred_rows = []
-    fold_rows = []
-    for k, sp in enumerate(splits):
+    def one_split(k, sp):
+        """Selection on the inner split, refit, prediction of one outer split: its metrics row
+        and predictions block."""
+        t_split = time.time()
         chosen, inner_score = cands[0], float("nan")  # nan: one candidate, nothing to choose
         if len(cands) > 1:
             scores = np.empty((inner_repeats, len(cands)))
@@ -146,39 +163,56 @@ def cross_validate_run(design: pl.DataFrame, cfg: dict, run: dict, protocol: str
                 for i, params in enumerate(cands):
                     rows = rows_for(params, itr)
                     pipe = factory(params)
-                    pipe.fit(X[rows], y[rows], **models_mod.fit_params(params, families[rows], sizes[rows], kind))
+                    pipe.fit(X[rows], y[rows], **models_mod.fit_params(params, families[rows], sizes[rows], kind, counted[rows]))
                     scores[r, i] = _score(task, y[iva], pipe.predict(X[iva]))
             mean = scores.mean(axis=0)
             best = int(np.argmin(mean))
             chosen, inner_score = cands[best], float(mean[best])
         train = rows_for(chosen, sp.train)
         pipe = factory(chosen)
-        pipe.fit(X[train], y[train], **models_mod.fit_params(chosen, families[train], sizes[train], kind))
+        pipe.fit(X[train], y[train], **models_mod.fit_params(chosen, families[train], sizes[train], kind, counted[train]))
         pred = pipe.predict(X[sp.val])
+        interval = prediction_interval(pipe, X[sp.val]) if task == "size" else None
         if task == "size":
             m = M.size_metrics(y[sp.val].astype(float), pred.astype(float))
+            if interval is not None:
+                m[M.COVERAGE] = M.interval_coverage(y[sp.val].astype(float), *interval)
         else:
             pred = np.asarray(pred, dtype=np.int64)  # Y3 codes, as fitted
             m = M.shape_metrics(y[sp.val], pred)
-        fold_rows.append({
+        row = {
             "fold": sp.name, "n_train": int(train.size), "n_val": int(sp.val.size), **m,
             "params": json.dumps(chosen, sort_keys=True),
             "inner_score": inner_score,
-        })
-        log.info("%s %s split %s: train %d, val %d, %s, params %s", protocol, run["name"], sp.name,
-                 train.size, sp.val.size, ", ".join(f"{a} {b:.4g}" for a, b in m.items()), chosen)
-        for note in sp.notes:
-            log.info("  %s", note)
+        }
+        lines = [f"{protocol} {run['name']} split {sp.name}: train {train.size}, val {sp.val.size}, "
+                 + ", ".join(f"{a} {b:.4g}" for a, b in m.items()) + f", params {chosen}, "
+                 f"{time.time() - t_split:.0f} s"] + [f"  {note}" for note in sp.notes]
         block = design[sp.val].select("recipe_id", "paper_id", "product", "family")
         block = block.with_columns(pl.lit(protocol).alias("protocol"), pl.lit(run["name"]).alias("run"),
                                    pl.lit(sp.name).alias("fold"))
         if task == "size":
             block = block.with_columns(pl.Series("size_true_nm", y[sp.val].astype(float)),
                                        pl.Series("size_pred_nm", pred.astype(float)))
+            if interval is not None:  # a model with predict_interval (the transformer)
+                block = block.with_columns(pl.Series("size_low_nm", interval[0].astype(float)),
+                                           pl.Series("size_high_nm", interval[1].astype(float)))
         else:
             block = block.with_columns(pl.Series("shape_true", [from_paper_code(c) for c in y[sp.val]], pl.String),
                                        pl.Series("shape_pred", [from_paper_code(c) for c in pred], pl.String))
-        pred_rows.append(block)
+        return row, block, lines  # logged by the calling process (a worker's log goes nowhere)
+
+    if jobs > 1 and len(splits) > 1:  # the splits in parallel processes (e.g. GPU runs)
+        from joblib import Parallel, delayed
+
+        done = Parallel(n_jobs=min(jobs, len(splits)))(delayed(one_split)(k, sp) for k, sp in enumerate(splits))
+    else:
+        done = [one_split(k, sp) for k, sp in enumerate(splits)]
+    for _, _, lines in done:
+        for line in lines:
+            log.info("%s", line)
+    fold_rows = [row for row, _, _ in done]
+    pred_rows = [block for _, block, _ in done]
     per_fold = pl.DataFrame(fold_rows)
     table = M.summarize(per_fold, task).with_columns(
         pl.lit(protocol).alias("protocol"), pl.lit(run["name"]).alias("run"), pl.lit(task).alias("task"),

@@ -44,6 +44,14 @@ def shape_metrics(y_true, y_pred) -> dict[str, float]:
     }
 
 
+COVERAGE = "interval_coverage"  # share of validation rows inside the 80 % interval (models that give one)
+
+
+def interval_coverage(y_true, low, high) -> float:
+    y_true = np.asarray(y_true, dtype=float)
+    return float(np.mean((y_true >= np.asarray(low, float)) & (y_true <= np.asarray(high, float))))
+
+
 SUMMARY_FOLDS = ("mean", "std")  # the rows summarize() adds after the per-fold rows
 
 
@@ -54,7 +62,7 @@ def metric_names(task: str) -> tuple[str, ...]:
 def summarize(per_fold: pl.DataFrame, task: str) -> pl.DataFrame:
     """Per-fold rows plus a ``mean`` and a ``std`` row (population std over folds, ddof=0,
     NaN with a single fold). ``per_fold`` has a ``fold`` column and the metric columns."""
-    names = metric_names(task)
+    names = metric_names(task) + ((COVERAGE,) if COVERAGE in per_fold.columns else ())
     folds = per_fold.with_columns(pl.col("fold").cast(pl.String))
     agg = []
     for stat in SUMMARY_FOLDS:

@@ -24,6 +24,12 @@ out-of-fold size predictions of the training rows (``params.cv``-fold, default 3
 learns how far the size model can be trusted; the measured size of a validation row is never
 an input (the harness gives the training rows' sizes to ``fit`` only).
 
+``transformer`` is the token transformer of ``nanoforge.synthesis.transformer`` (its params
+are those of ``TokenTransformer``); it reads feature blocks ``tok`` and ``cond`` of the run's
+feature set, fits its own scaling on the training rows, and works on ln(size) itself (no
+``log_target``). The harness also gives it the counted particles of the training rows (weak
+rows) and, for shape, their measured sizes (an auxiliary target, never an input).
+
 For ``vote``, ``params.members`` lists the member models; a member's parameter is set with
 ``<member>__<name>`` (in ``params`` or ``grid``), on top of the member's own ``params``.
 Every model is a pipeline ``FeatureFilter`` (fitted on the training rows) -> estimator.
@@ -50,7 +56,7 @@ from sklearn.pipeline import Pipeline
 
 from nanoforge.features.select import FeatureFilter
 
-KINDS = ("rf", "et", "lgbm", "vote", "stack")
+KINDS = ("rf", "et", "lgbm", "vote", "stack", "transformer")
 TASKS = ("size", "shape")
 SPECIAL = ("log_target", "family_weight_power", "train_max_size_nm", "feature_blocks")
 
@@ -112,7 +118,7 @@ class SizeStackedClassifier(ClassifierMixin, BaseEstimator):
 
 
 def _member(models: dict, name: str, owner: str, task: str, seed: int, threads: int,
-            overrides: dict | None = None):
+            overrides: dict | None = None, names=None):
     """The estimator of model ``name`` of ``synthesis.models`` (its own params updated by
     ``overrides``, without the harness-level keys), as a part of model ``owner``."""
     mcfg = models.get(name)
@@ -120,11 +126,20 @@ def _member(models: dict, name: str, owner: str, task: str, seed: int, threads: 
         raise ModelConfigError(f"model {owner}: member {name!r} is not a plain model of synthesis.models")
     mp = {**(mcfg.get("params") or {}), **(overrides or {})}
     mp = {k: v for k, v in mp.items() if k not in SPECIAL}
-    return _estimator(mcfg.get("kind", name), task, mp, seed, threads, models)
+    return _estimator(mcfg.get("kind", name), task, mp, seed, threads, models, names)
 
 
-def _estimator(kind: str, task: str, params: dict, seed: int, threads: int, models: dict):
+def _estimator(kind: str, task: str, params: dict, seed: int, threads: int, models: dict, names=None):
     p = dict(params)
+    if kind == "transformer":
+        from nanoforge.synthesis.transformer import TokenTransformer
+
+        if names is None:
+            raise ModelConfigError("model transformer: needs the run's feature names")
+        try:
+            return TokenTransformer(feature_names=list(names), task=task, seed=seed, threads=threads, **p)
+        except TypeError as e:
+            raise ModelConfigError(f"model transformer: {e}") from None
     if kind == "stack":
         if task != "shape":
             raise ModelConfigError("model stack: predicts shape from a predicted size; use it for shape runs")
@@ -173,6 +188,11 @@ def build_pipeline(kind: str, task: str, params: dict, feature_names, *, min_cou
     if task not in TASKS:
         raise ModelConfigError(f"unknown task {task!r}; known: {TASKS}")
     p = {k: v for k, v in params.items() if k not in SPECIAL}
+    if kind == "transformer":
+        bad = [k for k in ("log_target", "feature_blocks") if params.get(k)]
+        if bad:
+            raise ModelConfigError(f"model transformer: {bad} do not apply (it fits ln(size) on its tokens itself)")
+        return Pipeline([("model", _estimator(kind, task, p, seed, threads, models or {}, feature_names))])
     est = _estimator(kind, task, p, seed, threads, models or {})
     if task == "size" and params.get("log_target"):
         est = TransformedTargetRegressor(regressor=est, func=np.log, inverse_func=np.exp,
@@ -192,12 +212,15 @@ def family_weights(families, power: float) -> np.ndarray:
     return w / w.mean()
 
 
-def fit_params(params: dict, families, sizes=None, kind: str = "") -> dict:
-    """Keyword arguments for ``Pipeline.fit``: the family weights, when asked for, and the
-    measured sizes of the training rows for a ``stack`` model."""
+def fit_params(params: dict, families, sizes=None, kind: str = "", counted=None) -> dict:
+    """Keyword arguments for ``Pipeline.fit``: the family weights, when asked for, the
+    measured sizes of the training rows for a ``stack`` or ``transformer`` model and, for a
+    ``transformer``, their counted particles."""
     out = {}
-    if kind == "stack":
+    if kind in ("stack", "transformer"):
         out["model__size"] = np.asarray(sizes, dtype=float)
+    if kind == "transformer" and counted is not None:
+        out["model__counted"] = np.asarray(counted, dtype=float)
     power = params.get("family_weight_power", 0) or 0
     if power:
         out["model__sample_weight"] = family_weights(families, power)

@@ -12,7 +12,7 @@ import polars as pl
 
 from nanoforge.chemicals import ChemicalTable, coverage_report, coverage_summary
 from nanoforge.features.chemical import UnimolError, read_unimol
-from nanoforge.features.recipe import RecipeFeaturizer, describe_columns
+from nanoforge.features.recipe import TOKEN_SLOTS, RecipeFeaturizer, describe_columns
 from nanoforge.synthesis import compare as compare_mod
 from nanoforge.synthesis import plots
 from nanoforge.synthesis.harness import cross_validate_run, run_spec
@@ -83,7 +83,8 @@ def featurize(recipes_path, chemicals_path, unimol_path, sources, cfg: dict, out
         except UnimolError as exc:
             raise StageError(str(exc)) from exc
     featurizer = RecipeFeaturizer(table, blocks=tuple(cfg["blocks"]), morgan_bits=cfg["morgan_bits"],
-                                  morgan_radius=cfg["morgan_radius"], unimol=unimol)
+                                  morgan_radius=cfg["morgan_radius"], unimol=unimol,
+                                  token_slots=cfg.get("token_slots", TOKEN_SLOTS))
     features = featurizer.fit_transform(recipes)
     Path(out_features).parent.mkdir(parents=True, exist_ok=True)
     features.write_parquet(out_features)
