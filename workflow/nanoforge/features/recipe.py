@@ -146,6 +146,25 @@ class RecipeFeaturizer(BaseEstimator, TransformerMixin):
         self.feature_names_out_ = self._feature_names()
         return self
 
+    def vocabulary(self) -> dict[str, list[str]]:
+        """What ``fit`` learned, as plain lists (saved with a trained model)."""
+        check_is_fitted(self, "feature_names_out_")
+        return {"reactant_names": list(self.reactant_names_), "product_elements": list(self.product_elements_),
+                "products": list(self.products_)}
+
+    @classmethod
+    def from_vocabulary(cls, chemicals: ChemicalTable, vocabulary: dict, **settings) -> "RecipeFeaturizer":
+        """A fitted featurizer from ``vocabulary()`` and the constructor's settings, without
+        the training recipes."""
+        f = cls(chemicals, **settings)
+        f._check_settings()
+        f.chem_ = f._chemical_featurizer()
+        f.reactant_names_ = list(vocabulary["reactant_names"])
+        f.product_elements_ = list(vocabulary["product_elements"])
+        f.products_ = list(vocabulary["products"])
+        f.feature_names_out_ = f._feature_names()
+        return f
+
     def _feature_names(self) -> list[str]:
         """Every feature column, in output order (fixed by the settings and vocabularies)."""
         b = set(self.blocks)
