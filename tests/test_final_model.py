@@ -169,3 +169,26 @@ def test_interval_coverage_calibrates_on_other_rows():
     # calibrated on residuals half as large: the intervals are too narrow and the coverage shows it
     tight = frame.with_columns(size_pred_nm=pl.col("size_true_nm") * np.exp(rng.normal(0, 0.12, n)))
     assert interval_coverage(frame, tight, 0.8)["coverage"] < 0.6
+
+
+def test_design_ranks_candidates_by_the_probability_of_the_target_size(saved, recipes):
+    from nanoforge.synthesis.design import candidates, hit_probability, pool_for, rank
+
+    model, _, _ = saved
+    # by hand: median 10 nm, residuals ln(0.9), 0, ln(1.2) -> sizes 9, 10, 12
+    p = hit_probability(np.array([10.0, 20.0]), np.log([0.9, 1.0, 1.2]), 9.8, 0.5)
+    assert p.tolist() == pytest.approx([1 / 3, 0.0])
+    pool, borrowed = pool_for(recipes, "PbSe", model)
+    assert borrowed is None and set(pool["product"]) == {"PbSe"}
+    cands = candidates(pool, "PbSe", 40, seed=1)
+    assert cands.height == 40 and cands["based_on"].is_in(pool["recipe_id"].implode()).all()
+    assert cands["reaction_temp_c"].is_between(pool["reaction_temp_c"].min(), pool["reaction_temp_c"].max()).all()
+    assert (cands["injection_temp_c"] <= cands["reaction_temp_c"]).all()
+    ranked = rank(cands, model, 6.5)
+    assert ranked["rank"].to_list() == list(range(1, 41)) and ranked["score"].is_sorted(descending=True)
+    assert ranked["p_size"].max() > 0
+    # the candidate predicted nearest to the target is among the best
+    nearest = ranked.with_columns((pl.col("size_pred_nm") - 6.5).abs().alias("off")).sort("off")["rank"][0]
+    assert nearest <= 10
+    other, borrowed = pool_for(recipes, "PbSeTe", model)  # no recipe makes it: borrowed, flagged
+    assert borrowed and other.height > 0 and "PbSe" in borrowed.split(",")
