@@ -26,8 +26,10 @@ def synthesis_run(tmp_path_factory, shared_data):
 
     wd = tmp_path_factory.mktemp("synthesis")
     copy_inputs(shared_data, wd)
-    for folder in ("predict", "sweeps"):  # the shipped examples
+    for folder in ("predict", "sweeps", "designs"):  # the shipped examples
         shutil.copytree(REPO / folder, wd / folder)
+    request = wd / "designs" / "example.yaml"  # fewer candidates: the plumbing, quickly
+    request.write_text(request.read_text().replace("candidates: 1000", "candidates: 100"))
     write_config(wd, {
         "download": {"mirrors": [str(shared_data / "recipes")]},
         "synthesis": {
@@ -51,7 +53,7 @@ def synthesis_run(tmp_path_factory, shared_data):
                f"{SYN}/U/size_et_chem/parity.png", f"{SYN}/P/size_rf_unimol/parity.png",
                f"{SYN}/P/shape_et_chem/confusion.png", "results/models/size_et_chem",
                "results/models/shape_et_chem", "results/predictions/example.parquet",
-               "results/sweeps/example.parquet", "results/sweeps/example.png"]
+               "results/sweeps/example.parquet", "results/sweeps/example.png", "results/designs/example.csv"]
     run_snakemake(wd, *targets, timeout=600)
     return wd, targets
 
@@ -156,6 +158,9 @@ def test_trained_models_predictions_and_sweep(synthesis_run, monkeypatch, capsys
     assert sweep.height == 36 and {"mmol:OA", "reaction_temp_c"} <= set(sweep.columns)
     from nanoforge.predict import main
 
+    design = pl.read_csv(wd / "results/designs/example.csv")
+    assert design.height == 10 and design["score"].is_sorted(descending=True) and (design["product"] == "PbSe").all()
+    assert {"p_size", "p_shape", "size_pred_nm", "size_lo_nm", "reactants", "based_on"} <= set(design.columns)
     bad = wd / "bad.yaml"
     bad.write_text("recipes:\n  - {id: r1, product: Unobtainium9, reagents: [{name: PbO, mmol: -1}], "
                    "reaction_temp_c: 150, time_min: 5}\n")

@@ -43,8 +43,8 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default="results/synthesis", help="--validate: the harness's outputs")
     args = ap.parse_args(argv)
     try:
-        recipes = pl.read_parquet(args.recipes)
         if args.validate:
+            recipes = pl.read_parquet(args.recipes)
             from nanoforge.config import load_config
             from nanoforge.chemicals import DEFAULT_PATH
 
@@ -65,12 +65,10 @@ def main(argv=None) -> int:
             return 0
         if args.size is None:
             ap.error("--size is required (or --validate)")
-        size_model = load_model(Path(args.models) / args.size_model, data=args.recipes)
-        shape_model = load_model(Path(args.models) / args.shape_model, data=args.recipes) if args.shape else None
-        pool, borrowed = pool_for(recipes, args.product, size_model)
-        cands = candidates(pool, args.product, args.candidates, seed=args.seed)
-        ranked = rank(cands, size_model, args.size, shape=args.shape, shape_model=shape_model,
-                      tolerance=args.tolerance).with_columns(pl.lit(borrowed).alias("borrowed_from"))
+        ranked, borrowed = design(Path(args.models) / args.size_model,
+                                  Path(args.models) / args.shape_model if args.shape else None, args.recipes,
+                                  args.product, args.size, shape=args.shape, n=args.candidates, seed=args.seed,
+                                  tolerance=args.tolerance)
     except (DesignError, ModelFileError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -85,16 +83,57 @@ def main(argv=None) -> int:
               + f"; varied from {r['based_on']}; nearest " + ", ".join(
                   f"{i} ({s:g} nm)" for i, s in zip(r["neighbour_ids"][:3], r["neighbour_sizes_nm"][:3])))
     if args.out:
-        flat = top.with_columns(pl.col("reactants").map_elements(
-            lambda xs: "; ".join(f"{x['name']} {x['mmol']:.4g}" for x in xs), return_dtype=pl.String))
-        if args.out.endswith(".csv"):
-            flat = flat.with_columns([pl.col(c).list.eval(pl.element().cast(pl.String)).list.join(" ")
-                                      for c, t in flat.schema.items() if isinstance(t, pl.List)])
-            flat.write_csv(args.out)
-        else:
-            flat.write_parquet(args.out)
+        write_table(top, args.out)
         print(f"-> {args.out}")
     return 0
+
+
+def design(size_dir, shape_dir, recipes_path, product: str, size: float, *, shape=None, n=1000, seed=0,
+           tolerance=0.5) -> tuple[pl.DataFrame, str | None]:
+    """Every candidate ranked (best first) and the products whose chemistries were borrowed."""
+    recipes = pl.read_parquet(recipes_path)
+    size_model = load_model(size_dir, data=recipes_path)
+    shape_model = load_model(shape_dir, data=recipes_path) if shape else None
+    pool, borrowed = pool_for(recipes, product, size_model)
+    cands = candidates(pool, product, n, seed=seed)
+    ranked = rank(cands, size_model, size, shape=shape, shape_model=shape_model, tolerance=tolerance)
+    return ranked.with_columns(pl.lit(borrowed, pl.String).alias("borrowed_from")), borrowed
+
+
+REQUEST_KEYS = {"product", "size_nm", "shape", "top", "candidates", "tolerance_nm"}
+
+
+def run_request(request, models_dir, size_run, shape_run, recipes_path, out, seed=0) -> pl.DataFrame:
+    """designs/<name>.yaml (product, size_nm; optional shape, top, candidates, tolerance_nm)
+    -> the top recipes (CSV)."""
+    import yaml
+
+    doc = yaml.safe_load(Path(request).read_text(encoding="utf-8"))
+    if not isinstance(doc, dict) or not {"product", "size_nm"} <= set(doc) or set(doc) - REQUEST_KEYS:
+        raise DesignError(f"{request}: a design request needs product and size_nm (keys: {sorted(REQUEST_KEYS)})")
+    if size_run is None:
+        raise DesignError("config synthesis.final.runs has no size run: nothing to design with")
+    if doc.get("shape") and shape_run is None:
+        raise DesignError(f"{request}: asks for a shape, but synthesis.final.runs has no shape run")
+    ranked, _ = design(Path(models_dir) / size_run, Path(models_dir) / shape_run if doc.get("shape") else None,
+                       recipes_path, str(doc["product"]), float(doc["size_nm"]), shape=doc.get("shape"),
+                       n=int(doc.get("candidates", 1000)), seed=seed, tolerance=float(doc.get("tolerance_nm", 0.5)))
+    top = ranked.head(int(doc.get("top", 10)))
+    write_table(top, out)
+    return top
+
+
+def write_table(top: pl.DataFrame, out) -> None:
+    """The top recipes as CSV (lists joined) or parquet; reagents as one text column."""
+    flat = top.with_columns(pl.col("reactants").map_elements(
+        lambda xs: "; ".join(f"{x['name']} {x['mmol']:.4g}" for x in xs), return_dtype=pl.String))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    if str(out).endswith(".csv"):
+        flat = flat.with_columns([pl.col(c).list.eval(pl.element().cast(pl.String)).list.join(" ")
+                                  for c, t in flat.schema.items() if isinstance(t, pl.List)])
+        flat.write_csv(out)
+    else:
+        flat.write_parquet(out)
 
 
 if __name__ == "__main__":

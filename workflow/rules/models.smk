@@ -88,3 +88,29 @@ rule sweep_recipe:
 TARGETS += FINAL_DIRS + [f"results/predictions/{n}.parquet" for n in PREDICT_NAMES] + [
     f"results/sweeps/{n}.{ext}" for n in SWEEP_NAMES for ext in ("parquet", "png")
 ]
+
+
+rule design_recipes:
+    input:
+        request="designs/{name}.yaml",
+        models=FINAL_DIRS,
+        recipes=SYN["recipes"],
+    output:
+        f"results/designs/{{name}}.csv",
+    log:
+        f"{LOGS}/design_recipes/{{name}}.log",
+    params:
+        size_run=next((r for r in FINAL_RUNS if SYN_RUNS[r]["task"] == "size"), None),
+        shape_run=next((r for r in FINAL_RUNS if SYN_RUNS[r]["task"] == "shape"), None),
+        seed=config["seed"],
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    conda:
+        "../../envs/synthesis.yaml"
+    script:
+        "../scripts/design_recipes.py"
+
+
+DESIGN_NAMES = glob_wildcards("designs/{name}.yaml").name
+TARGETS += [f"results/designs/{n}.csv" for n in DESIGN_NAMES]

@@ -167,14 +167,22 @@ class SynthesisModel:
         k = min(int(dom["neighbours"]), self.training.height)
         ids, dists, sizes, shapes = [], [], [], []
         nearest = np.empty(Z.shape[0])
-        for i in range(Z.shape[0]):
-            d = np.sqrt(np.mean((self.neighbour_matrix - Z[i]) ** 2, axis=1))  # exact: no BLAS reordering
-            order = np.argsort(d, kind="stable")[:k]
-            ids.append(self.training["recipe_id"][order].to_list())
-            dists.append([round(float(v), 4) for v in d[order]])
-            sizes.append(self.training["size_nm"][order].to_list())
-            shapes.append(self.training["shape"][order].to_list())
-            nearest[i] = d[order[0]] if k else math.inf
+        M = self.neighbour_matrix
+        margin = max(50, 10 * k)
+        for start in range(0, Z.shape[0], 256):
+            rough = rms_distances(Z[start:start + 256], M)  # fast, exact to ~1e-8: preselects
+            for i in range(start, min(start + 256, Z.shape[0])):
+                pick = np.argsort(rough[i - start], kind="stable")[:margin]
+                pick.sort()
+                # exact distances of the preselected rows (element-wise: the same after reloading)
+                exact = np.sqrt(np.mean((M[pick] - Z[i]) ** 2, axis=1))
+                order = pick[np.argsort(exact, kind="stable")[:k]]
+                d_order = np.sqrt(np.mean((M[order] - Z[i]) ** 2, axis=1))
+                ids.append(self.training["recipe_id"][order].to_list())
+                dists.append([round(float(v), 4) for v in d_order])
+                sizes.append(self.training["size_nm"][order].to_list())
+                shapes.append(self.training["shape"][order].to_list())
+                nearest[i] = d_order[0] if k else math.inf
         counts = dom["chemical_counts"]
         reasons = []
         for i, (unseen, row) in enumerate(zip(self.featurizer.unseen(recipes), recipes.iter_rows(named=True))):
