@@ -192,3 +192,18 @@ def test_design_ranks_candidates_by_the_probability_of_the_target_size(saved, re
     assert nearest <= 10
     other, borrowed = pool_for(recipes, "PbSeTe", model)  # no recipe makes it: borrowed, flagged
     assert borrowed and other.height > 0 and "PbSe" in borrowed.split(",")
+
+
+def test_processed_csv_input_without_labels(shared_data, tmp_path):
+    from nanoforge.chemicals import ChemicalTable
+    from nanoforge.synthesis.query import RecipeInputError, read_recipes
+
+    src = shared_data / "recipes"
+    rows = pl.read_csv(src / "recipes_processed.csv", infer_schema=False).head(2)
+    rows.with_columns(pl.lit(None, pl.String).alias("Y1"), pl.lit(None, pl.String).alias("Y3")).write_csv(tmp_path / "q.csv")
+    table = ChemicalTable.read(DEFAULT_PATH)
+    got = read_recipes(tmp_path / "q.csv", table, src / "chemical_abbreviations.xlsx", src / "shapes_list.txt")
+    assert got.height == 2 and got["size_nm"].null_count() == 2 and got["reactants"].list.len().min() > 0
+    rows.with_columns(pl.lit("-5").alias("A1")).write_csv(tmp_path / "bad.csv")
+    with pytest.raises(RecipeInputError, match=r"bad\.csv: row 2"):
+        read_recipes(tmp_path / "bad.csv", table, src / "chemical_abbreviations.xlsx", src / "shapes_list.txt")
