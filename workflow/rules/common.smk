@@ -29,3 +29,13 @@ def detector_config_file():
     """The Detectron2 config: relative paths are relative to the repository (the Snakefile)."""
     p = Path(DET_CFG["config"])
     return str(p if p.is_absolute() else NANOFORGE_DIR / p)
+
+
+def final_params(wc):
+    """The part of the synthesis config a trained model depends on."""
+    return {
+        **run_config(SYN, wc.run),
+        "final": SYN["final"],
+        "sources": SYN["sources"],
+        "featurize": SYN["featurize"],
+    }

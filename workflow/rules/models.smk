@@ -12,19 +12,20 @@ PREDICT_NAMES = glob_wildcards("predict/{name}.yaml").name
 SWEEP_NAMES = glob_wildcards("sweeps/{name}.yaml").name
 
 
-def final_params(wc):
-    """The part of the synthesis config a trained model depends on."""
-    return {**run_config(SYN, wc.run), "final": SYN["final"], "sources": SYN["sources"],
-            "featurize": SYN["featurize"]}
-
-
 rule train_synthesis_model:
     input:
         recipes=SYN["recipes"],
         chemicals=SYN_CHEMICALS,
-        unimol=lambda wc: [SYN["unimol"]["path"]] if "uni" in SYN["feature_sets"][SYN_RUNS[wc.run]["features"]] else [],
-        harness=lambda wc: [f"{SYNTHESIS}/{p}/{wc.run}/{f}" for p in SYN_RUNS[wc.run]["protocols"]
-                            for f in ("metrics.csv", "predictions.parquet")],
+        unimol=lambda wc: (
+            [SYN["unimol"]["path"]]
+            if "uni" in SYN["feature_sets"][SYN_RUNS[wc.run]["features"]]
+            else []
+        ),
+        harness=lambda wc: [
+            f"{SYNTHESIS}/{p}/{wc.run}/{f}"
+            for p in SYN_RUNS[wc.run]["protocols"]
+            for f in ("metrics.csv", "predictions.parquet")
+        ],
     output:
         directory(f"{MODELS}/{{run}}"),
     log:
@@ -33,16 +34,16 @@ rule train_synthesis_model:
         f"{BENCHMARKS}/train_synthesis_model/{{run}}.tsv"
     wildcard_constraints:
         run=SYN_RUN_RE,
-    params:
-        synthesis=final_params,
-        harness=SYNTHESIS,
-        seed=config["seed"],
+    conda:
+        "../../envs/synthesis.yaml"
     threads: SYN["threads"]
     resources:
         mem_mb=6000,
         runtime=60,
-    conda:
-        "../../envs/synthesis.yaml"
+    params:
+        synthesis=final_params,
+        harness=SYNTHESIS,
+        seed=config["seed"],
     script:
         "../scripts/train_synthesis_model.py"
 
@@ -56,11 +57,11 @@ rule predict_recipes:
         f"results/predictions/{{name}}.parquet",
     log:
         f"{LOGS}/predict_recipes/{{name}}.log",
+    conda:
+        "../../envs/synthesis.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/synthesis.yaml"
     script:
         "../scripts/predict_recipes.py"
 
@@ -72,22 +73,28 @@ rule sweep_recipe:
         data=SYN["recipes"],
     output:
         table=f"results/sweeps/{{name}}.parquet",
-        figure=report(f"results/sweeps/{{name}}.png", caption="../report/sweep.rst", category="Synthesis models",
-                      subcategory="Trained models"),
+        figure=report(
+            f"results/sweeps/{{name}}.png",
+            caption="../report/sweep.rst",
+            category="Synthesis models",
+            subcategory="Trained models",
+        ),
     log:
         f"{LOGS}/sweep_recipe/{{name}}.log",
+    conda:
+        "../../envs/synthesis.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/synthesis.yaml"
     script:
         "../scripts/sweep_recipe.py"
 
 
-TARGETS += FINAL_DIRS + [f"results/predictions/{n}.parquet" for n in PREDICT_NAMES] + [
-    f"results/sweeps/{n}.{ext}" for n in SWEEP_NAMES for ext in ("parquet", "png")
-]
+TARGETS += (
+    FINAL_DIRS
+    + [f"results/predictions/{n}.parquet" for n in PREDICT_NAMES]
+    + [f"results/sweeps/{n}.{ext}" for n in SWEEP_NAMES for ext in ("parquet", "png")]
+)
 
 
 rule design_recipes:
@@ -99,15 +106,15 @@ rule design_recipes:
         f"results/designs/{{name}}.csv",
     log:
         f"{LOGS}/design_recipes/{{name}}.log",
+    conda:
+        "../../envs/synthesis.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=20,
     params:
         size_run=next((r for r in FINAL_RUNS if SYN_RUNS[r]["task"] == "size"), None),
         shape_run=next((r for r in FINAL_RUNS if SYN_RUNS[r]["task"] == "shape"), None),
         seed=config["seed"],
-    resources:
-        mem_mb=3000,
-        runtime=20,
-    conda:
-        "../../envs/synthesis.yaml"
     script:
         "../scripts/design_recipes.py"
 

@@ -145,15 +145,15 @@ rule scalebar_figure:
         ),
     log:
         f"{LOGS}/scalebar_figure.log",
+    conda:
+        "../../envs/tem.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         scale_bar=config["tem"]["scale_bar"],
         plausible=config["tem"]["plausible_nm_per_px"],
         seed=config["seed"],
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/tem.yaml"
     script:
         "../scripts/scalebar_figure.py"
 
