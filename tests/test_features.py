@@ -173,25 +173,54 @@ def test_recipe_features_by_hand(table):
 
 
 def test_features_of_a_recipe_do_not_depend_on_other_recipes(table):
-    f = RecipeFeaturizer(table, blocks=("cond", "amt", "prod", "pool", "chem"), morgan_bits=8)
-    both = f.fit_transform(_recipes())
-    alone = f.fit_transform(_recipes().head(1))
-    cols = [c for c in alone.columns if "__" in c and not c.startswith("prod__el_")]
-    a = np.array(both.head(1).select(cols).row(0), dtype=float)
-    b = np.array(alone.select(cols).row(0), dtype=float)
-    assert np.allclose(a, b, equal_nan=True)
+    """A recipe transformed alone equals its row transformed in a batch, column for column,
+    whatever the batch (the vocabularies come from fit only)."""
+    recipes = _recipes()
+    f = RecipeFeaturizer(table, blocks=("cond", "amt", "prod", "pool", "bag", "frac", "chem"),
+                         morgan_bits=8).fit(recipes)
+    both = f.transform(recipes)
+    assert both.columns[len(both.columns) - len(f.get_feature_names_out()):] == list(f.get_feature_names_out())
+    for i in range(recipes.height):
+        alone = f.transform(recipes[i:i + 1])
+        assert alone.columns == both.columns
+        for c in feature_columns(alone):
+            a, b = alone[c][0], both[c][i]
+            assert (math.isnan(a) and math.isnan(b)) or a == b, (i, c)
+    # fitted on the second recipe only: the first one's other chemicals and elements are unseen
+    g = RecipeFeaturizer(table, blocks=("prod", "bag", "frac", "chem"), morgan_bits=8).fit(recipes[1:])
+    assert g.reactant_names_ == ["CdO", "OLA"] and g.product_elements_ == ["Se", "Cd"]
+    first = g.transform(recipes[:1]).row(0, named=True)
+    assert "bag__OA" not in first and "prod__el_Pb" not in first
+    assert first["bag__<unseen>"] == pytest.approx(math.log1p(50.0)) and first["frac__<unseen>"] == 1.0
+    assert first["chem__n_unseen"] == 5 and first["prod__el_<unseen>"] == 0.5 and first["prod__el_Se"] == 0.5
+    assert g.unseen(recipes[:1]) == [{"reactants": ["OA", "ODE", "PbO", "Se", "Unobtainium"],
+                                      "product": ["PbSe"], "elements": ["Pb"]}]
+    second = g.transform(recipes[1:]).row(0, named=True)
+    assert second["bag__<unseen>"] == 0 and second["chem__n_unseen"] == 0 and second["prod__el_<unseen>"] == 0
+
+
+def test_transform_needs_a_fitted_featurizer(table):
+    from sklearn.exceptions import NotFittedError
+
+    f = RecipeFeaturizer(table, blocks=("cond", "bag"))
+    with pytest.raises(NotFittedError):
+        f.transform(_recipes())
+    with pytest.raises(NotFittedError):
+        f.get_feature_names_out()
+    with pytest.raises(ValueError, match="needs the training recipes"):
+        f.fit()
 
 
 def test_uni_block_needs_the_table_and_marks_missing(table):
     with pytest.raises(ValueError, match="Uni-Mol"):
-        RecipeFeaturizer(table, blocks=("uni",)).fit()
+        RecipeFeaturizer(table, blocks=("uni",)).fit(_recipes())
     uni = {"PbO": np.ones(512), "Se": np.full(512, 2.0), "PbSe": np.full(512, 3.0)}
     out = RecipeFeaturizer(table, blocks=("uni",), unimol=uni).fit_transform(_recipes())
     r0, r1 = out.row(0, named=True), out.row(1, named=True)
     assert r0["uni__sum_0"] == 3.0 and r0["uni__prod_5"] == 3.0 and r0["uni__n_missing"] == 3
     assert r1["uni__prod_missing"] == 1 and math.isnan(r1["uni__prod_0"]) and math.isnan(r1["uni__sum_0"])
     with pytest.raises(ValueError, match="unknown feature blocks"):
-        RecipeFeaturizer(table, blocks=("nope",)).fit()
+        RecipeFeaturizer(table, blocks=("nope",)).fit(_recipes())
 
 
 def test_ids_and_families():

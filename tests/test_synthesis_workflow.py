@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -25,6 +26,10 @@ def synthesis_run(tmp_path_factory, shared_data):
 
     wd = tmp_path_factory.mktemp("synthesis")
     copy_inputs(shared_data, wd)
+    for folder in ("predict", "sweeps", "designs"):  # the shipped examples
+        shutil.copytree(REPO / folder, wd / folder)
+    request = wd / "designs" / "example.yaml"  # fewer candidates: the plumbing, quickly
+    request.write_text(request.read_text().replace("candidates: 1000", "candidates: 100"))
     write_config(wd, {
         "download": {"mirrors": [str(shared_data / "recipes")]},
         "synthesis": {
@@ -46,7 +51,9 @@ def synthesis_run(tmp_path_factory, shared_data):
     targets = [f"{SYN}/comparison.csv", f"{SYN}/comparison.html", "results/features/chemicals_coverage.csv",
                f"{SYN}/P/size_et_chem/parity.png", f"{SYN}/G/size_et_chem/parity.png",
                f"{SYN}/U/size_et_chem/parity.png", f"{SYN}/P/size_rf_unimol/parity.png",
-               f"{SYN}/P/shape_et_chem/confusion.png"]
+               f"{SYN}/P/shape_et_chem/confusion.png", "results/models/size_et_chem",
+               "results/models/shape_et_chem", "results/predictions/example.parquet",
+               "results/sweeps/example.parquet", "results/sweeps/example.png", "results/designs/example.csv"]
     run_snakemake(wd, *targets, timeout=600)
     return wd, targets
 
@@ -54,7 +61,7 @@ def synthesis_run(tmp_path_factory, shared_data):
 def test_outputs(synthesis_run):
     wd, targets = synthesis_run
     for t in targets:
-        assert (wd / t).is_file() and (wd / t).stat().st_size > 0, t
+        assert (wd / t).exists() and (wd / t).stat().st_size > 0, t
     assert (wd / "resources/recipes/unimol_descriptors.parquet").is_file()  # copied from the mirror
     feats = pl.read_parquet(wd / "results/features/recipe_features.parquet")
     assert feats.height > 3000 and set(feats["source"]) == {"processed_csv"}
@@ -129,3 +136,40 @@ def test_a_missing_unimol_file_is_a_clear_error(tmp_path, shared_data):
     assert proc.returncode != 0
     log = (tmp_path / "results/logs/unimol_descriptors.log").read_text()
     assert "none of the mirror folders" in log and "Uni-Mol" in log
+
+
+def test_trained_models_predictions_and_sweep(synthesis_run, monkeypatch, capsys):
+    """results/models/<run>/ with its card (the harness's figures, interval coverage), the
+    example predictions (the new ligand out of domain) and sweep, and the command line."""
+    wd, _ = synthesis_run
+    card = json.loads((wd / "results/models/size_et_chem/card.json").read_text())
+    g = pl.read_csv(wd / f"{SYN}/G/size_et_chem/metrics.csv", schema_overrides={"fold": pl.String})
+    assert card["cross_validation"]["G"]["mae_nm"] == pytest.approx(g.filter(pl.col("fold") == "mean")["mae_nm"][0], abs=1e-4)
+    assert set(card["interval"]["coverage"]) == {"P", "G", "U"}
+    assert 0.7 < card["interval"]["coverage"]["G"]["coverage"] < 0.9
+    assert json.loads((wd / "results/models/shape_et_chem/card.json").read_text())["cross_validation"]["P"]["accuracy"] > 0.3
+    pred = pl.read_parquet(wd / "results/predictions/example.parquet")
+    assert pred["recipe_id"].to_list() == ["pbse_hot_injection", "pbse_longer_hotter", "pbse_new_ligand"]
+    assert pred["in_domain"].to_list()[2] is False and "2-hexyldecanoic acid" in pred["domain_reason"][2]
+    assert (pred["size_lo_nm"] < pred["size_pred_nm"]).all() and pred["neighbour_ids"].list.len().min() == 5
+    probs = [c for c in pred.columns if c.startswith("p_")]
+    assert len(probs) >= 5 and pred.select(pl.sum_horizontal(probs)).to_series().to_list() == pytest.approx([1.0] * 3)
+    sweep = pl.read_parquet(wd / "results/sweeps/example.parquet")
+    assert sweep.height == 36 and {"mmol:OA", "reaction_temp_c"} <= set(sweep.columns)
+    from nanoforge.predict import main
+
+    design = pl.read_csv(wd / "results/designs/example.csv")
+    assert design.height == 10 and design["score"].is_sorted(descending=True) and (design["product"] == "PbSe").all()
+    assert {"p_size", "p_shape", "size_pred_nm", "size_lo_nm", "reactants", "based_on"} <= set(design.columns)
+    bad = wd / "bad.yaml"
+    bad.write_text("recipes:\n  - {id: r1, product: Unobtainium9, reagents: [{name: PbO, mmol: -1}], "
+                   "reaction_temp_c: 150, time_min: 5}\n")
+    monkeypatch.chdir(wd)  # the command's default model folders: results/models/*
+    assert main([str(bad), "--out", "x.parquet"]) == 2
+    err = capsys.readouterr().err
+    for text in ("recipe 'r1': unknown product 'Unobtainium9'", "recipe 'r1': injection_temp_c is missing",
+                 "recipe 'r1': reagents[PbO].mmol is negative"):
+        assert text in err
+    assert main(["predict/example.yaml", "--out", "y.parquet"]) == 0
+    assert pl.read_parquet(wd / "y.parquet").equals(pred)
+    assert "OUT OF DOMAIN" in capsys.readouterr().out

@@ -1,11 +1,20 @@
 """Recipe-level features: one row per recipe, computed from that recipe alone.
 
-``RecipeFeaturizer.transform(recipes)`` takes rows of ``results/recipes/recipes.parquet``
-and returns a table of key columns followed by feature columns named
-``<block>__<feature>``. No value depends on any other recipe (nothing is fitted here), so
-the table can be written once and shared by every protocol; everything that is fitted
-(vocabulary pruning, scaling) happens inside the models' pipelines on training rows only
-(``nanoforge.features.select``).
+``RecipeFeaturizer.fit(recipes)`` learns the vocabularies from the training recipes: the
+reactant names (one ``bag``/``frac`` column each) and the elements of their products (one
+``prod__el_<Element>`` column each); ``transform(recipes)`` only applies them, so a recipe's
+row never depends on the other recipes it is transformed with, and one new recipe is
+featurized exactly as it would be in a batch. It takes rows of
+``results/recipes/recipes.parquet`` and returns a table of key columns followed by the
+feature columns ``get_feature_names_out()`` (``<block>__<feature>``, always the same columns
+in the same order). A reactant name or product element the fit never saw goes to an explicit
+unknown column (``bag__<unseen>``, ``frac__<unseen>``, ``chem__n_unseen``,
+``prod__el_<unseen>``), never silently to zero; ``unseen(recipes)`` names them.
+The workflow fits it on every recipe of the training source and writes the table once, shared
+by every protocol; everything fitted on labels or counts (vocabulary pruning by
+``min_count``, scaling) happens inside the models' pipelines on training rows only
+(``nanoforge.features.select``), so columns of chemicals outside a split's training rows
+are dropped there.
 
 Key columns: ``recipe_id``, ``source``, ``source_row``, ``paper_id`` (the integer ID of a CSV source, e.g. the
 paper's ``ID``; null otherwise), ``doi``, ``product``, ``family`` (product + sorted set of
@@ -31,10 +40,12 @@ Blocks (config ``synthesis.featurize.blocks``):
           the role's chemicals that have F (``R__F_<name>``), and ``R__F_missing_frac``: the
           mmol share of the role's chemicals without F (1 where none has it; the means are
           then NaN). A recipe without chemicals of role R has NaN means and missing_frac 0.
-``bag``   ``ln(1 + mmol)`` of every reactant name (one column per name; 0 = not used).
-``frac``  mmol of every reactant name over the recipe's total mmol.
+``bag``   ``ln(1 + mmol)`` of every fitted reactant name (one column per name; 0 = not used)
+          and ``bag__<unseen>``: the same of the summed mmol of names the fit never saw.
+``frac``  mmol of every fitted reactant name over the recipe's total mmol; ``frac__<unseen>``.
 ``chem``  counts of the recipe's reactants by structure status: ``n_smiles``,
-          ``n_formula_only``, ``n_no_structure``, ``n_not_in_table``.
+          ``n_formula_only``, ``n_no_structure``, ``n_not_in_table``, and ``n_unseen``
+          (reactant names the fit never saw).
 ``uni``   the paper's Uni-Mol vectors: ``prod_<i>`` (the product's), ``sum_<i>`` (the sum
           over reactants that have one), ``n_missing`` (reactants without one) and
           ``prod_missing``. NaN where missing, never zeros.
@@ -57,6 +68,7 @@ import math
 import numpy as np
 import polars as pl
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 from nanoforge.chemicals import REACTANT_ROLES, ChemicalTable, product_phase
 from nanoforge.features import composition, molecular
@@ -67,6 +79,8 @@ POOL_FAMILIES = ("rd", "comp", "fp")
 KEY_COLUMNS = ("recipe_id", "source", "source_row", "paper_id", "doi", "product", "family", "size_nm",
                "size_spread_pct", "shape", "n_counted")
 EPS_MMOL = 1e-3
+UNSEEN = "<unseen>"  # the unknown column of a vocabulary (no chemical or element has this name)
+STATUSES = ("smiles", "formula_only", "no_structure", "not_in_table")
 # Role of a reactant missing from the chemicals table: the ingestion's role.
 FALLBACK_ROLES = {"precursor": "precursor", "ligand": "ligand", "solvent": "solvent"}
 
@@ -110,8 +124,9 @@ def recipe_family(product: str, names) -> str:
 class RecipeFeaturizer(BaseEstimator, TransformerMixin):
     """Recipes (a polars DataFrame in the ``recipes.parquet`` layout) -> feature table.
 
-    Stateless: ``fit`` only checks the settings. ``transform`` returns a polars DataFrame of
-    the key columns and the feature columns of ``blocks``.
+    ``fit(recipes)`` learns ``reactant_names_`` and ``product_elements_`` (and the products
+    seen, ``products_``) and fixes ``get_feature_names_out()``; ``transform`` returns a polars
+    DataFrame of the key columns and those feature columns, and needs a fitted featurizer.
     """
 
     def __init__(self, chemicals: ChemicalTable, blocks=("cond", "amt", "prod", "pool", "bag",
@@ -124,17 +139,106 @@ class RecipeFeaturizer(BaseEstimator, TransformerMixin):
         self.unimol = unimol
         self.token_slots = token_slots
 
-    def fit(self, X=None, y=None):
+    def _check_settings(self) -> None:
         unknown = [b for b in self.blocks if b not in BLOCKS]
         if unknown:
             raise ValueError(f"unknown feature blocks {unknown}; known: {', '.join(BLOCKS)}")
         if "uni" in self.blocks and self.unimol is None:
             raise ValueError("feature block 'uni' needs the Uni-Mol descriptor table")
-        self.chem_ = ChemicalFeaturizer(
+
+    def _chemical_featurizer(self) -> ChemicalFeaturizer:
+        return ChemicalFeaturizer(
             self.chemicals, families=POOL_FAMILIES, morgan_bits=self.morgan_bits,
             morgan_radius=self.morgan_radius, unimol=self.unimol,
         )
+
+    def fit(self, X: pl.DataFrame | None = None, y=None):
+        """Learn the vocabularies from the training recipes ``X``."""
+        self._check_settings()
+        if X is None:
+            raise ValueError("RecipeFeaturizer.fit needs the training recipes: it learns the "
+                             "reactant names and product elements from them")
+        chem = self._chemical_featurizer()
+        names: set[str] = set()
+        for reactants in X["reactants"].to_list():
+            names.update(r["name"] for r in reactants)
+        elements: set[str] = set()
+        products = X["product"].unique(maintain_order=True).to_list()
+        for product in products:
+            elements |= self._elements(chem.formula_of(product, as_product=True))
+        self.chem_ = chem
+        self.reactant_names_ = sorted(names)
+        self.product_elements_ = sorted(elements, key=lambda e: composition.element_data(e)["Z"])
+        self.products_ = sorted(products)
+        self.feature_names_out_ = self._feature_names()
         return self
+
+    def vocabulary(self) -> dict[str, list[str]]:
+        """What ``fit`` learned, as plain lists (saved with a trained model)."""
+        check_is_fitted(self, "feature_names_out_")
+        return {"reactant_names": list(self.reactant_names_), "product_elements": list(self.product_elements_),
+                "products": list(self.products_)}
+
+    @classmethod
+    def from_vocabulary(cls, chemicals: ChemicalTable, vocabulary: dict, **settings) -> "RecipeFeaturizer":
+        """A fitted featurizer from ``vocabulary()`` and the constructor's settings, without
+        the training recipes."""
+        f = cls(chemicals, **settings)
+        f._check_settings()
+        f.chem_ = f._chemical_featurizer()
+        f.reactant_names_ = list(vocabulary["reactant_names"])
+        f.product_elements_ = list(vocabulary["product_elements"])
+        f.products_ = list(vocabulary["products"])
+        f.feature_names_out_ = f._feature_names()
+        return f
+
+    def _feature_names(self) -> list[str]:
+        """Every feature column, in output order (fixed by the settings and vocabularies)."""
+        b = set(self.blocks)
+        out = []
+        if "cond" in b:
+            out += [f"cond__{k}" for k in ("injection_temp_c", "reaction_temp_c", "heating_rate_c_per_min",
+                                           "heating_rate_missing", "log_time_min", "temp_step_c")]
+        if "amt" in b:
+            out += ["amt__n_reactants", "amt__log_total_mmol", "amt__metal__log_mmol", "amt__metal__found"]
+            out += [f"amt__{role}__{k}" for role in REACTANT_ROLES for k in ("n", "log_mmol", "frac", "log_ratio_metal")]
+        if "prod" in b:
+            out += ["prod__formula_known", "prod__phase"] + [f"prod__comp_{k}" for k in composition.names()]
+            out += [f"prod__el_{el}" for el in [*self.product_elements_, UNSEEN]]
+        if "pool" in b:
+            for role in REACTANT_ROLES:
+                for fam in POOL_FAMILIES:
+                    out += [f"pool__{role}__{fam}_missing_frac"]
+                    out += [f"pool__{role}__{fam}_{k}" for k in self.chem_.family_names(fam)]
+        for block in ("bag", "frac"):
+            if block in b:
+                out += [f"{block}__{name}" for name in [*self.reactant_names_, UNSEEN]]
+        if "chem" in b:
+            out += [f"chem__n_{s}" for s in (*STATUSES, "unseen")]
+        if "uni" in b:
+            out += ["uni__prod_missing", "uni__n_missing"]
+            out += [f"uni__prod_{k}" for k in range(UNIMOL_DIM)] + [f"uni__sum_{k}" for k in range(UNIMOL_DIM)]
+        return out
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        check_is_fitted(self, "feature_names_out_")
+        return np.asarray(self.feature_names_out_, dtype=object)
+
+    def unseen(self, X: pl.DataFrame) -> list[dict[str, list[str]]]:
+        """Per recipe: the reactant names (``reactants``), product (``product``) and product
+        elements (``elements``) the fit never saw."""
+        check_is_fitted(self, "feature_names_out_")
+        known_names, known_products = set(self.reactant_names_), set(self.products_)
+        known_elements = set(self.product_elements_)
+        out = []
+        for product, reactants in zip(X["product"].to_list(), X["reactants"].to_list()):
+            els = self._elements(self.chem_.formula_of(product, as_product=True))
+            out.append({
+                "reactants": sorted({r["name"] for r in reactants} - known_names),
+                "product": [] if product in known_products else [product],
+                "elements": sorted(els - known_elements),
+            })
+        return out
 
     # ----------------------------------------------------------------------------------
     def _token_vector(self, name: str, role: str | None, as_product: bool = False) -> np.ndarray:
@@ -192,8 +296,7 @@ class RecipeFeaturizer(BaseEstimator, TransformerMixin):
         return out
 
     def transform(self, X: pl.DataFrame) -> pl.DataFrame:
-        if not hasattr(self, "chem_"):
-            self.fit()
+        check_is_fitted(self, "feature_names_out_")
         recipes = X
         blocks = set(self.blocks)
         n = recipes.height
@@ -205,23 +308,12 @@ class RecipeFeaturizer(BaseEstimator, TransformerMixin):
                 col = cols[name] = np.full(n, np.nan)
             col[i] = value
 
-        # column orders that do not depend on the data
-        product_elements: set[str] = set()
-        reactant_names: list[str] = []
-        seen_names: set[str] = set()
-        prod_formulas = {}
-        for product in recipes["product"].unique(maintain_order=True).to_list():
-            formula = self.chem_.formula_of(product, as_product=True)
-            prod_formulas[product] = formula
-            if formula:
-                product_elements |= set(composition.composition(formula))
-        for reactants in recipes["reactants"].to_list():
-            for r in reactants:
-                if r["name"] not in seen_names:
-                    seen_names.add(r["name"])
-                    reactant_names.append(r["name"])
-        reactant_names.sort()
-        el_order = sorted(product_elements, key=lambda e: composition.element_data(e)["Z"])
+        reactant_names = self.reactant_names_
+        known_names = set(reactant_names)
+        el_order = self.product_elements_
+        known_elements = set(el_order)
+        prod_formulas = {p: self.chem_.formula_of(p, as_product=True)
+                         for p in recipes["product"].unique(maintain_order=True).to_list()}
 
         has_source_id = "source_id" in recipes.columns
         keys = {k: [] for k in KEY_COLUMNS}
@@ -291,6 +383,8 @@ class RecipeFeaturizer(BaseEstimator, TransformerMixin):
                 fr = composition.element_fractions(prod_formula) if prod_formula else {}
                 for el in el_order:
                     put(f"prod__el_{el}", i, float(fr.get(el, 0.0)) if prod_formula else math.nan)
+                put(f"prod__el_{UNSEEN}", i, float(sum(v for el, v in fr.items() if el not in known_elements))
+                    if prod_formula else math.nan)
 
             if "pool" in blocks:
                 for role in REACTANT_ROLES:
@@ -320,8 +414,8 @@ class RecipeFeaturizer(BaseEstimator, TransformerMixin):
                 amounts: dict[str, float] = {}
                 for name, m in zip(names, mmol):
                     amounts[name] = amounts.get(name, 0.0) + float(m)
-                for name in reactant_names:
-                    a = amounts.get(name, 0.0)
+                unseen = sum(a for name, a in amounts.items() if name not in known_names)
+                for name, a in [*((nm, amounts.get(nm, 0.0)) for nm in reactant_names), (UNSEEN, unseen)]:
                     if "bag" in blocks:
                         put(f"bag__{name}", i, math.log1p(a))
                     if "frac" in blocks:
@@ -329,8 +423,9 @@ class RecipeFeaturizer(BaseEstimator, TransformerMixin):
 
             if "chem" in blocks:
                 statuses = [self.chemicals.status(nm) for nm in names]
-                for s in ("smiles", "formula_only", "no_structure", "not_in_table"):
+                for s in STATUSES:
                     put(f"chem__n_{s}", i, float(sum(st == s for st in statuses)))
+                put("chem__n_unseen", i, float(sum(nm not in known_names for nm in names)))
 
             if "uni" in blocks:
                 pv = self.unimol.get(row["product"])
@@ -352,8 +447,11 @@ class RecipeFeaturizer(BaseEstimator, TransformerMixin):
             "size_spread_pct": pl.Float64, "shape": pl.String, "n_counted": pl.Int64,
         }
         out = pl.DataFrame({k: pl.Series(k, v, dtype=key_schema[k]) for k, v in keys.items()})
-        ordered = [c for b in BLOCKS if b in blocks for c in cols if c.startswith(b + "__")]
-        feats = pl.DataFrame({c: pl.Series(c, cols[c], dtype=pl.Float64) for c in ordered})
+        names = self.feature_names_out_
+        if n and set(cols) != set(names):  # the column list and the computation agree
+            raise AssertionError(f"feature columns differ from get_feature_names_out(): "
+                                 f"{sorted(set(cols) ^ set(names))[:5]}")
+        feats = pl.DataFrame({c: pl.Series(c, cols.get(c, np.full(n, np.nan)), dtype=pl.Float64) for c in names})
         return pl.concat([out, feats], how="horizontal") if feats.width else out
 
 

@@ -35,3 +35,29 @@ def run_config(cfg: dict, name: str) -> dict:
     out.update(featurize={"min_count": cfg["featurize"]["min_count"]}, feature_sets=features,
                models=models, runs=[run])
     return out
+
+
+FINAL_DEFAULTS = {"runs": ["size_et_chem", "shape_et_chem"], "select_on": "G", "interval": 0.8,
+                  "neighbours": 5, "domain_quantile": 0.95}
+
+
+def final_settings(cfg: dict) -> dict:
+    return {**FINAL_DEFAULTS, **(cfg.get("final") or {})}
+
+
+def check_final_runs(cfg: dict) -> list[str]:
+    """The runs of ``synthesis.final``; HarnessError naming the key when one cannot be trained."""
+    names = final_settings(cfg)["runs"]
+    for name in names:
+        try:
+            run = run_spec(cfg, name)
+        except HarnessError:
+            raise HarnessError(f"config synthesis.final.runs: no run named {name!r} in synthesis.runs "
+                               f"(runs: {[r['name'] for r in cfg['runs']]})") from None
+        if run.get("with_size"):
+            raise HarnessError(f"config synthesis.final.runs: run {name!r} takes the measured size as an "
+                               f"input (with_size), so it cannot predict a new recipe")
+        if run["task"] == "size" and "G" not in run.get("protocols", ["P", "G", "U"]):
+            raise HarnessError(f"config synthesis.final.runs: size run {name!r} needs protocol G in its "
+                               f"protocols: its intervals are calibrated on the G residuals")
+    return names
