@@ -38,7 +38,7 @@ PY
 bench() {  # protocol, extra options
   local p=$1; shift
   timeout "$LIMIT" "$PY" -m nanoforge.bench synthesis --evaluate --config config.yaml config.gpu.yaml \
-    --features "$FEATURES" --runs $RUNS --protocols "$p" --jobs 5 --threads 1 --families 0 \
+    --features "$FEATURES" --runs $RUNS --protocols "$p" --jobs 1 --threads 4 --families 0 \
     --save "$WORK/results" "$@" >"$WORK/$p.txt" 2>"$WORK/$p.log"
   echo "protocol $p: exit $? after $SECONDS s" >>"$WORK/status.txt"
 }
