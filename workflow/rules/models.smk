@@ -57,6 +57,8 @@ rule predict_recipes:
         f"results/predictions/{{name}}.parquet",
     log:
         f"{LOGS}/predict_recipes/{{name}}.log",
+    benchmark:
+        f"{BENCHMARKS}/predict_recipes/{{name}}.tsv"
     conda:
         "../../envs/synthesis.yaml"
     resources:
@@ -81,6 +83,8 @@ rule sweep_recipe:
         ),
     log:
         f"{LOGS}/sweep_recipe/{{name}}.log",
+    benchmark:
+        f"{BENCHMARKS}/sweep_recipe/{{name}}.tsv"
     conda:
         "../../envs/synthesis.yaml"
     resources:
@@ -106,6 +110,8 @@ rule design_recipes:
         f"results/designs/{{name}}.csv",
     log:
         f"{LOGS}/design_recipes/{{name}}.log",
+    benchmark:
+        f"{BENCHMARKS}/design_recipes/{{name}}.tsv"
     conda:
         "../../envs/synthesis.yaml"
     resources:
