@@ -145,6 +145,8 @@ rule scalebar_figure:
         ),
     log:
         f"{LOGS}/scalebar_figure.log",
+    benchmark:
+        f"{BENCHMARKS}/scalebar_figure.tsv"
     conda:
         "../../envs/tem.yaml"
     resources:
