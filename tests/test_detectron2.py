@@ -475,7 +475,10 @@ def test_gpu_overlay_extends_the_default_config_with_valid_detectron2_keys():
     assert gpu["simulate"]["splits"]["holdout"] == base["simulate"]["splits"]["holdout"]
     assert gpu["simulate"]["splits"]["train"] > base["simulate"]["splits"]["train"]
     changed = {k for k in gpu if gpu[k] != base[k]}
-    assert changed == {"simulate", "detector"}
+    assert changed == {"simulate", "detector", "synthesis"}
+    # the synthesis part touches the transformer models and the threads only
+    assert {k for k in gpu["synthesis"] if gpu["synthesis"][k] != base["synthesis"][k]} == {"models", "threads"}
+    assert {k for k, m in gpu["synthesis"]["models"].items() if m != base["synthesis"]["models"][k]} == {"tf", "tf_shape"}
     assert gpu["detector"]["device"] == "cuda"
     cfg = load_config(REPO / gpu["detector"]["config"], detector_training_overrides(gpu["detector"]), "cpu", 0)
     assert cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.DATALOADER.NUM_WORKERS == 12

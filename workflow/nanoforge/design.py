@@ -21,6 +21,7 @@ import polars as pl
 from nanoforge.synthesis.design import DesignError, candidates, describe_recipe, pool_for, rank, validate
 from nanoforge.synthesis.final import load_model, read_harness
 from nanoforge.synthesis.persist import ModelFileError
+from nanoforge.tables import write_csv
 
 
 def main(argv=None) -> int:
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
             print(f"all {table.height} held-out recipes: median rank percentile {table['percentile'].median():.3f} "
                   f"(random candidate 0.5), in the top 10 %: {table['top10'].mean():.3f} (random 0.10)")
             if args.out:
-                table.write_csv(args.out) if args.out.endswith(".csv") else table.write_parquet(args.out)
+                write_csv(table, args.out) if args.out.endswith(".csv") else table.write_parquet(args.out)
             return 0
         if args.size is None:
             ap.error("--size is required (or --validate)")
@@ -131,7 +132,7 @@ def write_table(top: pl.DataFrame, out) -> None:
     if str(out).endswith(".csv"):
         flat = flat.with_columns([pl.col(c).list.eval(pl.element().cast(pl.String)).list.join(" ")
                                   for c, t in flat.schema.items() if isinstance(t, pl.List)])
-        flat.write_csv(out)
+        write_csv(flat, out)
     else:
         flat.write_parquet(out)
 

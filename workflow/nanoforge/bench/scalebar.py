@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import argparse
 import collections
-import csv
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import polars as pl
+
+from nanoforge.tables import write_csv
 
 SIMULATE = {"scale_bar_probability": 1.0, "scale_bar_style": "varied", "nm_per_px": [0.005, 30.0]}
 
@@ -129,10 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.out is not None and rows:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         keys = sorted({k for r in rows for k in r})
-        with open(a.out, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(pl.from_dicts([{k: r.get(k) for k in keys} for r in rows], infer_schema_length=None), a.out)
     return 0
 
 

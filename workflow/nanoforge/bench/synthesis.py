@@ -46,6 +46,8 @@ from pathlib import Path
 
 import polars as pl
 
+from nanoforge.tables import write_csv
+
 # Targets of the baselines (issue "featurized recipes, baselines and the harness").
 TARGETS = [
     ("P", "size", "size_rf_unimol", "mae_nm", 1.631 - 0.1, 1.631 + 0.1,
@@ -246,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.save:
                     where = Path(args.save) / protocol / run["name"]
                     where.mkdir(parents=True, exist_ok=True)
-                    res.metrics.write_csv(where / "metrics.csv")
+                    write_csv(res.metrics, where / "metrics.csv")
                     res.predictions.write_parquet(where / "predictions.parquet")
                 if protocol == "G" and run["task"] == "size":
                     predictions[run["name"]] = res.predictions

@@ -140,7 +140,7 @@ def _from_processed_csv(path: Path, abbreviations, shapes_list) -> pl.DataFrame:
                                .fill_null(fill).alias(col))
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / path.name
-        raw.write_csv(copy)
+        raw.write_csv(copy)  # csv-internal: a temporary copy for ingestion, not a CSV people open
         result = ingest([{"name": "query", "path": str(copy), "format": "csv"}], abbreviations, shapes_list)
     if result.rejected.height:
         lines = [f"{path}: row {r.get('source_row')} (ID {r.get('source_id')}): {r.get('reasons')}"
