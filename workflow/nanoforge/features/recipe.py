@@ -218,6 +218,11 @@ class RecipeFeaturizer(BaseEstimator, TransformerMixin):
         if "uni" in b:
             out += ["uni__prod_missing", "uni__n_missing"]
             out += [f"uni__prod_{k}" for k in range(UNIMOL_DIM)] + [f"uni__sum_{k}" for k in range(UNIMOL_DIM)]
+        if "tok" in b:  # as _put_tokens writes them: the product token p, then r0..
+            feats = token_feature_names()
+            for slot in ["p", *(f"r{j}" for j in range(self.token_slots))]:
+                out += [f"tok__{slot}__code"] + ([] if slot == "p" else [f"tok__{slot}__mmol"])
+                out += [f"tok__{slot}__{k}" for k in feats]
         return out
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
