@@ -83,8 +83,13 @@ def test_particles_and_metrics(tem_run):
         tables.validate_table(pl.read_parquet(wd / f"results/tem/{name}.parquet"), schema)
     assert set(parts["image_id"].str.split("/").list.first()) >= {"pbse_fig2b", "emps_dev", "sophon_example",
                                                                    "synthetic_holdout"}
-    assert parts.filter(pl.col("dataset") == "emps_dev")["eq_diameter_nm"].null_count() == \
-        parts.filter(pl.col("dataset") == "emps_dev").height
+    # emps_dev carries no pixel size (uncalibrated: keep): its particles are in nm exactly where
+    # the image's burned-in scale bar was read (calibration_source scale_bar), else null
+    images = pl.read_parquet(wd / "results/tem/images.parquet").select("image_id", "calibration_source")
+    emps = parts.filter(pl.col("dataset") == "emps_dev").join(images, on="image_id")
+    assert emps.height > 0
+    assert (emps["eq_diameter_nm"].is_null() == emps["calibration_source"].is_null()).all()
+    assert set(emps["calibration_source"].drop_nulls()) <= {"scale_bar"}
     metrics = pl.read_csv(wd / "results/segmentation/evaluation/metrics.csv")
     assert sorted(metrics["dataset"]) == ["emps_dev", "sophon_example", "synthetic_holdout"]
     assert set(metrics["method"]) == {"classical"}
