@@ -18,6 +18,7 @@ import yaml
 
 from conftest import REPO, TINY_CONFIG
 from nanoforge.chemicals import DEFAULT_PATH
+from nanoforge.download import sha256sum
 from nanoforge.config import validate_config
 from nanoforge.synthesis import persist
 from nanoforge.synthesis.final import (DataMismatchWarning, check_final_runs, interval_coverage, load_model,
@@ -55,7 +56,7 @@ def saved(recipes, tmp_path_factory):
     data = tmp_path_factory.mktemp("data") / "recipes.parquet"
     recipes.write_parquet(data)
     model = train_final(recipes, cfg, "size_et_chem", DEFAULT_PATH, harness=fake_harness(recipes),
-                        data_sha256=persist.sha256_file(data))
+                        data_sha256=sha256sum(data))
     folder = tmp_path_factory.mktemp("models") / "size_et_chem"
     model.save(folder)
     return model, folder, data
@@ -112,7 +113,7 @@ def test_an_untrusted_type_is_refused_even_with_a_matching_manifest(saved, tmp_p
     shutil.copytree(folder, copy)
     (copy / "model.skops").write_bytes(sio.dumps(FunctionTransformer(func=os.system)))
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["files"]["model"]["sha256"] = persist.sha256_file(copy / "model.skops")
+    manifest["files"]["model"]["sha256"] = sha256sum(copy / "model.skops")
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(persist.ModelFileError, match=r"not trusted: \[.*system"):
         load_model(copy)

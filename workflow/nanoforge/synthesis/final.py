@@ -40,6 +40,7 @@ import numpy as np
 import polars as pl
 
 from nanoforge.chemicals import ChemicalTable
+from nanoforge.download import sha256sum
 from nanoforge.features.recipe import RecipeFeaturizer
 from nanoforge.synthesis import models as models_mod
 from nanoforge.synthesis import persist
@@ -239,7 +240,7 @@ def load_model(folder: str | Path, data: str | Path | None = None) -> SynthesisM
     parts, manifest = persist.load_folder(folder)
     card = parts["card"]
     if data is not None:
-        got = persist.sha256_file(data)
+        got = sha256sum(data)
         if got != card["training_data"]["sha256"]:
             warnings.warn(f"{folder}: trained on data with sha256 {card['training_data']['sha256']}, "
                           f"but {data} has sha256 {got}: retrain the model (snakemake {Path(folder)}) "
@@ -367,7 +368,7 @@ def train_final(recipes: pl.DataFrame, cfg: dict, run_name: str, chemicals_path:
             coverage[protocol] = interval_coverage(res["predictions"], calibration, fin["interval"])
     training = design[rows].select(list(TRAINING_KEYS))
     card = model_card(run, model_cfg, chosen, scores, cands, fin, featurizer, kept, training, harness,
-                      coverage, data_sha256, persist.sha256_file(chemicals_path))
+                      coverage, data_sha256, sha256sum(chemicals_path))
     return SynthesisModel(run=dict(run), featurizer=featurizer, pipeline=pipeline, training=training,
                           neighbour_matrix=Z, domain=domain, calibration=calibration, card=card,
                           chemicals_path=Path(chemicals_path))
@@ -454,7 +455,7 @@ def train_and_save(recipes_path, chemicals_path, unimol_path, cfg: dict, run_nam
     unimol = read_unimol(unimol_path) if "uni" in blocks else None
     harness = read_harness(harness_dir, run_name, run.get("protocols", ["P", "G", "U"]))
     model = train_final(recipes, cfg, run_name, chemicals_path, unimol=unimol, harness=harness,
-                        data_sha256=persist.sha256_file(recipes_path), seed=seed, threads=threads)
+                        data_sha256=sha256sum(recipes_path), seed=seed, threads=threads)
     model.save(out_dir)
     log.info("%s written; interval coverage %s", out_dir,
              {p: c["coverage"] for p, c in model.card["interval"]["coverage"].items()})

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import polars as pl
 
+from nanoforge.download import sha256sum
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 # Packages whose versions are recorded with a model and compared when it is loaded.
@@ -73,14 +75,6 @@ def package_versions() -> dict[str, str]:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --- formats ------------------------------------------------------------------------------
@@ -158,7 +152,7 @@ def save_folder(folder: str | Path, parts: dict[str, tuple[str, object]], meta: 
                 raise ModelFileError(f"part {name}: unknown format {fmt!r}; known: {sorted(WRITERS)}")
             fname = name + (SUFFIX[fmt] or Path(str(obj)).suffix)
             WRITERS[fmt](obj, tmp / fname)
-            files[name] = {"path": fname, "format": fmt, "sha256": sha256_file(tmp / fname)}
+            files[name] = {"path": fname, "format": fmt, "sha256": sha256sum(tmp / fname)}
         for fname, text in (extra_files or {}).items():
             (tmp / fname).write_text(text, encoding="utf-8")
         manifest = {"format_version": FORMAT_VERSION, "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -208,7 +202,7 @@ def load_folder(folder: str | Path) -> tuple[dict[str, object], dict]:
         path = folder / entry["path"]
         if not path.is_file():
             raise ModelFileError(f"{folder}: part {name} ({entry['path']}) is missing")
-        got = sha256_file(path)
+        got = sha256sum(path)
         if got != entry["sha256"]:
             raise ModelFileError(f"{path}: sha256 {got} differs from the manifest's {entry['sha256']}: "
                                  f"the file was changed after the model was saved; refused to load it")

@@ -69,7 +69,6 @@ The two tables' contracts are ``workflow/schemas/images.schema.yaml`` and
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 import sys
@@ -81,6 +80,7 @@ import polars as pl
 from PIL import Image
 
 from nanoforge import tables
+from nanoforge.download import sha256sum
 from nanoforge.text import escape_unsafe, unsafe_message
 
 IMAGES_SCHEMA = tables.load_table_schema("images")  # workflow/schemas/images.schema.yaml
@@ -125,14 +125,6 @@ def unit_to_nm(unit) -> float | None:
         return None
     key = str(unit).strip().lower()
     return UNIT_NM.get(key) or UNIT_NM.get(str(unit).strip())
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------
@@ -455,7 +447,7 @@ def ingest(
         ids = _image_ids(name, root, files)
         for f in files:
             size = f.stat().st_size
-            digest = sha256_file(f) if size else None
+            digest = sha256sum(f) if size else None
 
             def reject(reason, digest=digest, f=f, size=size):
                 rejected.append({"source_path": escape_unsafe(str(f)), "dataset": name, "reason": reason,
@@ -550,7 +542,7 @@ def images_table_for_coco(doc: dict, images_root: str | Path, dataset: str, samp
         p = images_root / img["file_name"]
         nm = img.get("nm_per_px")
         rows.append({
-            "image_id": image_key(img), "path": str(p), "sha256": sha256_file(p),
+            "image_id": image_key(img), "path": str(p), "sha256": sha256sum(p),
             "width": int(img["width"]), "height": int(img["height"]),
             "nm_per_px": float(nm) if nm is not None else None,
             "calibration_source": calibration_source if nm is not None else None,
