@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("_nanoforge_path", REPO / "workflow" / "scripts" / "_nanoforge_path.py")
 _spec.loader.exec_module(importlib.util.module_from_spec(_spec))
 
+from nanoforge.config import merge_overlay  # noqa: E402  (after the checkout's library is first)
+
 SHARED_DATA = Path(os.environ.get("NANOFORGE_SHARED_DATA", REPO.parent / "shared" / "data"))
 TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -67,7 +69,7 @@ def copy_inputs(shared: Path, workdir: Path) -> None:
 def write_config(workdir: Path, overrides: dict | None = None) -> Path:
     with open(TINY_CONFIG) as fh:
         cfg = yaml.safe_load(fh)
-    _merge(cfg, overrides or {})
+    merge_overlay(cfg, overrides or {})
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -83,16 +85,8 @@ def tem_workdir(workdir: Path, shared: Path, datasets: list[str], overrides: dic
         shutil.copytree(shared / "tem" / name, workdir / "resources" / "tem" / name, copy_function=shutil.copyfile)
     base = {"download": {"mirrors": [str(shared / "tem")]},
             "tem": {"datasets": {"sophon_example": {"sha256": tree_sha256(shared / "tem" / "sophon_example")}}}}
-    _merge(base, overrides or {})
+    merge_overlay(base, overrides or {})
     return write_config(workdir, base)
-
-
-def _merge(base: dict, extra: dict) -> None:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
 
 
 @pytest.fixture

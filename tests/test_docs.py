@@ -10,8 +10,8 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from conftest import _merge, copy_inputs, run_snakemake, tem_workdir
-from nanoforge.config import ConfigError, validate_config
+from conftest import copy_inputs, run_snakemake, tem_workdir
+from nanoforge.config import ConfigError, merge_overlay, validate_config
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
@@ -112,7 +112,7 @@ def test_config_examples_in_the_docs_are_valid():
     for page in [REPO / "README.md", *DOCS.rglob("*.md")]:
         for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", page.read_text(), re.S)):
             cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-            _merge(cfg, yaml.safe_load(block))  # as Snakemake merges a --configfile
+            merge_overlay(cfg, yaml.safe_load(block))  # as Snakemake merges a --configfile
             try:
                 validate_config(cfg)
             except ConfigError as exc:

@@ -119,6 +119,19 @@ def test_an_untrusted_type_is_refused_even_with_a_matching_manifest(saved, tmp_p
         load_model(copy)
 
 
+def test_a_manifest_path_outside_the_model_folder_is_refused(saved, tmp_path):
+    _, folder, _ = saved
+    copy = tmp_path / "m"
+    shutil.copytree(folder, copy)
+    outside = tmp_path / "elsewhere.skops"
+    shutil.copyfile(copy / "model.skops", outside)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["model"]["path"] = "../elsewhere.skops"  # its sha256 still matches
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(persist.ModelFileError, match="not a plain file name"):
+        load_model(copy)
+
+
 def test_other_versions_or_data_warn(saved, tmp_path, recipes):
     _, folder, data = saved
     copy = tmp_path / "m"
@@ -156,6 +169,11 @@ def test_shape_model_and_final_runs():
         check_final_runs({**cfg, "final": {"runs": ["shape_et_chem_size"]}})
     with pytest.raises(HarnessError, match="no run named 'nope'"):
         check_final_runs({**cfg, "final": {"runs": ["nope"]}})
+    tf = {**cfg, "models": {**cfg["models"], "tf": {"kind": "transformer", "params": {}}},
+          "runs": [*cfg["runs"], {"name": "size_tf", "task": "size", "model": "tf", "features": "chem",
+                                  "protocols": ["P", "G"]}]}
+    with pytest.raises(HarnessError, match="cannot be saved yet"):
+        check_final_runs({**tf, "final": {"runs": ["size_tf"]}})
 
 
 def test_interval_coverage_calibrates_on_other_rows():

@@ -23,7 +23,6 @@ differ from the ones installed here, naming each package and both versions.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import shutil
@@ -71,10 +70,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # --- formats ------------------------------------------------------------------------------
@@ -199,6 +194,9 @@ def load_folder(folder: str | Path) -> tuple[dict[str, object], dict]:
     folder = Path(folder)
     manifest = read_manifest(folder)
     for name, entry in manifest["files"].items():
+        if not isinstance(entry.get("path"), str) or Path(entry["path"]).name != entry["path"]:
+            raise ModelFileError(f"{folder}: part {name}: {entry.get('path')!r} is not a plain file name "
+                                 f"inside the model folder; refused to load it")
         path = folder / entry["path"]
         if not path.is_file():
             raise ModelFileError(f"{folder}: part {name} ({entry['path']}) is missing")

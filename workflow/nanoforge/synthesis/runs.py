@@ -45,6 +45,11 @@ def final_settings(cfg: dict) -> dict:
     return {**FINAL_DEFAULTS, **(cfg.get("final") or {})}
 
 
+# Model kinds that nanoforge.synthesis.persist cannot save yet (torch weights need a
+# safetensors format there): refused in synthesis.final before any training.
+UNSAVED_KINDS = frozenset({"transformer"})
+
+
 def check_final_runs(cfg: dict) -> list[str]:
     """The runs of ``synthesis.final``; HarnessError naming the key when one cannot be trained."""
     names = final_settings(cfg)["runs"]
@@ -60,4 +65,9 @@ def check_final_runs(cfg: dict) -> list[str]:
         if run["task"] == "size" and "G" not in run.get("protocols", ["P", "G", "U"]):
             raise HarnessError(f"config synthesis.final.runs: size run {name!r} needs protocol G in its "
                                f"protocols: its intervals are calibrated on the G residuals")
+        model = cfg["models"].get(run["model"], {})
+        if model.get("kind", run["model"]) in UNSAVED_KINDS:
+            raise HarnessError(f"config synthesis.final.runs: run {name!r} uses model kind "
+                               f"{model.get('kind', run['model'])!r}, which cannot be saved yet "
+                               f"(nanoforge.synthesis.persist has no format for it)")
     return names
