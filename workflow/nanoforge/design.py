@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from nanoforge.safe_io import SafeLoadError, load_yaml_safely
 from nanoforge.synthesis.design import DesignError, candidates, describe_recipe, pool_for, rank, validate
 from nanoforge.synthesis.final import load_model, read_harness
 from nanoforge.synthesis.persist import ModelFileError
@@ -107,9 +108,10 @@ REQUEST_KEYS = {"product", "size_nm", "shape", "top", "candidates", "tolerance_n
 def run_request(request, models_dir, size_run, shape_run, recipes_path, out, seed=0) -> pl.DataFrame:
     """designs/<name>.yaml (product, size_nm; optional shape, top, candidates, tolerance_nm)
     -> the top recipes (CSV)."""
-    import yaml
-
-    doc = yaml.safe_load(Path(request).read_text(encoding="utf-8"))
+    try:
+        doc = load_yaml_safely(request)
+    except (OSError, SafeLoadError) as exc:
+        raise DesignError(f"{request}: cannot read the design request ({exc})") from None
     if not isinstance(doc, dict) or not {"product", "size_nm"} <= set(doc) or set(doc) - REQUEST_KEYS:
         raise DesignError(f"{request}: a design request needs product and size_nm (keys: {sorted(REQUEST_KEYS)})")
     if size_run is None:

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 import polars as pl
-import yaml
 
+from nanoforge.safe_io import SafeLoadError, load_yaml_safely
 from nanoforge.chemicals import ChemicalTable, ChemicalsTableError
 
 from nanoforge.synthesis.final import load_model
@@ -57,8 +57,8 @@ def sweep_file(model_dirs, sweep_path, out, figure=None, data=None) -> pl.DataFr
     models = load_models(model_dirs, data)
     path = Path(sweep_path)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        doc = load_yaml_safely(path)
+    except (OSError, SafeLoadError) as exc:
         raise RecipeInputError(f"{path}: cannot read the sweep ({exc})") from None
     recipes, variables = sweep_recipes(doc, models[0].featurizer.chemicals, str(path))
     pred = predict(recipes, models).with_columns(recipes.select(variables))

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import yaml
 
+from nanoforge.safe_io import SafeLoadError, load_yaml_safely
 from nanoforge.chemicals import ChemicalTable
 from nanoforge.features.chemical import ChemicalFeaturizer
 from nanoforge.synthesis.final import SynthesisModel
@@ -158,8 +158,8 @@ def read_recipes(path: str | Path, chemicals: ChemicalTable, abbreviations=None,
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
         try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
+            doc = load_yaml_safely(path)
+        except SafeLoadError as exc:
             raise RecipeInputError(f"{path}: not valid YAML ({exc})") from None
         if not isinstance(doc, dict) or "recipes" not in doc:
             raise RecipeInputError(f"{path}: expected a mapping with a 'recipes' list")
