@@ -8,13 +8,15 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 
 from conftest import REPO
 from nanoforge.chemicals import DEFAULT_PATH, ChemicalTable
-from nanoforge.config import load_config
+from nanoforge.config import load_config, validate_config
 from nanoforge.features.recipe import RecipeFeaturizer, token_code, token_feature_names
 from nanoforge.synthesis import models
 from nanoforge.synthesis.harness import cross_validate_run
+from nanoforge.synthesis.runs import run_spec
 from nanoforge.synthesis.protocols import ProtocolSettings, make_splits
 from nanoforge.synthesis.transformer import (
     TokenTransformer,
@@ -257,8 +259,17 @@ def test_configured_transformer_models_build():
         for params in models.candidates(tf_models[name]):
             est = models.build_pipeline("transformer", task, params, names).steps[-1][1]
             assert isinstance(est, TokenTransformer) and est.task == task
-    listed = (REPO / "config.paper.yaml").read_text()
-    assert "model: tf, features: tokens" in listed and "model: tf_shape, features: tokens" in listed
+    # the runs config.paper.yaml lists (commented out) are valid runs of these models
+    lines = [ln.strip()[2:] for ln in (REPO / "config.paper.yaml").read_text().splitlines()
+             if ln.strip().startswith("# - {name:") and "features: tokens" in ln]
+    listed = [yaml.safe_load(ln)[0] for ln in lines]
+    assert {r["model"] for r in listed} == {"tf", "tf_shape"}
+    full = load_config(REPO / "config.yaml")
+    full["synthesis"]["runs"] = full["synthesis"]["runs"] + listed
+    validate_config(full)
+    for run in listed:
+        assert run["task"] == ("size" if run["model"] == "tf" else "shape")
+        assert run_spec(full["synthesis"], run["name"])["features"] == "tokens"
 
 
 def test_device_auto_uses_cuda_when_present(monkeypatch):
